@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* pcache info: the kernel's status line fields and a health verdict, offline. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "builtin.h"
+
+static const char usage_text[] =
+	"usage: pcache info [--json [-u]] [-q] [-v] DEV\n\n"
+	"Shows what 'dmsetup status' would print after the kernel loaded DEV, plus the\n"
+	"device, data_crc, cache mode, live keys, dirty and clean bytes and a health verdict.\n\n"
+	"  --json             one JSON record (in an array)\n"
+	"  -u, --human        with --json: sizes and flags for people\n"
+	"  -q, --quiet        print nothing but errors\n"
+	"  -v, --verbose      more detail\n";
+
+struct info {
+	const struct pcm_cache *c;
+	const struct pcm_replay *r;
+	const char *health;
+	char detail[160];
+};
+
+static void judge(struct info *in)
+{
+	const struct pcm_replay *r = in->r;
+
+	in->health = "ok";
+	in->detail[0] = 0;
+	if (r->failed) {
+		in->health = "refused";
+		snprintf(in->detail, sizeof(in->detail), "the kernel would refuse to load: %s",
+			 pcm_replay_error_str(r));
+	} else if (r->stop != PCM_STOP_TERMINATOR) {
+		in->health = "damaged";
+		snprintf(in->detail, sizeof(in->detail), "the log ends early at %u:%u: %s",
+			 r->key_head.cseg, r->key_head.seg_off, pcm_walk_stop_str(r->stop));
+	} else if (!r->dirty_tail_on_log) {
+		in->health = "damaged";
+		snprintf(in->detail, sizeof(in->detail), "dirty_tail is not on the log");
+	}
+}
+
+static void status_line(const struct info *in, char *buf, size_t len)
+{
+	const struct pcm_cache *c = in->c;
+
+	snprintf(buf, len, "%x %u %u %u %u %x %u:%u %u:%u %u:%u", c->sb.flags, c->seg_num,
+		 c->seg_num, in->r->segs_used, pcm_ci_gc_percent(c->ci.flags), c->ci.flags,
+		 in->r->key_head.cseg, in->r->key_head.seg_off, c->dirty_tail.pos.cseg,
+		 c->dirty_tail.pos.seg_off, c->key_tail.pos.cseg, c->key_tail.pos.seg_off);
+}
+
+static void print_text(const struct info *in, const char *path)
+{
+	const struct pcm_cache *c = in->c;
+	const struct pcm_replay *r = in->r;
+	char sz[32], st[160];
+
+	printf("device:       %s\n", path);
+	printf("device_size:  %" PRIu64 " (%s)\n", c->dev_size, cli_fmt_size(c->dev_size, sz, 32));
+	printf("sb_flags:     %x\n", c->sb.flags);
+	printf("seg_total:    %u\n", c->seg_num);
+	printf("cache_segs:   %u\n", c->seg_num);
+	printf("segs_used:    %u\n", r->segs_used);
+	printf("gc_percent:   %u\n", pcm_ci_gc_percent(c->ci.flags));
+	printf("cache_flags:  %x\n", c->ci.flags);
+	printf("key_head:     %u:%u\n", r->key_head.cseg, r->key_head.seg_off);
+	printf("dirty_tail:   %u:%u\n", c->dirty_tail.pos.cseg, c->dirty_tail.pos.seg_off);
+	printf("key_tail:     %u:%u\n", c->key_tail.pos.cseg, c->key_tail.pos.seg_off);
+	printf("data_crc:     %s\n", c->data_crc ? "true" : "false");
+	printf("cache_mode:   %s\n", pcm_cache_mode_name(pcm_ci_cache_mode(c->ci.flags)));
+	printf("live_keys:    %" PRIu64 "\n", r->live_extents);
+	printf("dirty_bytes:  %" PRIu64 "\n", r->dirty_bytes);
+	printf("clean_bytes:  %" PRIu64 "\n", r->clean_bytes);
+	printf("health:       %s%s%s\n", in->health, in->detail[0] ? ": " : "", in->detail);
+	if (cli.verbose) {
+		status_line(in, st, sizeof(st));
+		printf("status_line:  %s\n", st);
+		printf("n_segs:       %u\n", c->n_segs);
+		printf("ksets:        %" PRIu64 " (%" PRIu64 " LAST)\n", r->ksets, r->last_ksets);
+		printf("keys:         %" PRIu64 " (%" PRIu64 " stale)\n", r->keys, r->stale_keys);
+	}
+}
+
+static void print_json(const struct info *in, const char *path)
+{
+	const struct pcm_cache *c = in->c;
+	const struct pcm_replay *r = in->r;
+	json_object *arr = json_object_new_array(), *o = json_object_new_object();
+	char st[160];
+
+	status_line(in, st, sizeof(st));
+	json_object_object_add(o, "device", json_object_new_string(path));
+	json_object_object_add(o, "device_size", cli_json_size(c->dev_size));
+	json_object_object_add(o, "sb_flags", cli_json_hex(c->sb.flags, cli.human));
+	json_object_object_add(o, "seg_total", cli_json_u64(c->seg_num));
+	json_object_object_add(o, "cache_segs", cli_json_u64(c->seg_num));
+	json_object_object_add(o, "segs_used", cli_json_u64(r->segs_used));
+	json_object_object_add(o, "gc_percent", cli_json_u64(pcm_ci_gc_percent(c->ci.flags)));
+	json_object_object_add(o, "cache_flags", cli_json_hex(c->ci.flags, cli.human));
+	json_object_object_add(o, "key_head", cli_json_pos(r->key_head));
+	json_object_object_add(o, "dirty_tail", cli_json_pos(c->dirty_tail.pos));
+	json_object_object_add(o, "key_tail", cli_json_pos(c->key_tail.pos));
+	json_object_object_add(o, "data_crc", json_object_new_boolean(c->data_crc));
+	json_object_object_add(o, "cache_mode",
+			       json_object_new_string(pcm_cache_mode_name(pcm_ci_cache_mode(c->ci.flags))));
+	json_object_object_add(o, "n_segs", cli_json_u64(c->n_segs));
+	json_object_object_add(o, "live_keys", cli_json_u64(r->live_extents));
+	json_object_object_add(o, "dirty_bytes", cli_json_size(r->dirty_bytes));
+	json_object_object_add(o, "clean_bytes", cli_json_size(r->clean_bytes));
+	json_object_object_add(o, "ksets", cli_json_u64(r->ksets));
+	json_object_object_add(o, "keys", cli_json_u64(r->keys));
+	json_object_object_add(o, "stale_keys", cli_json_u64(r->stale_keys));
+	json_object_object_add(o, "health", json_object_new_string(in->health));
+	json_object_object_add(o, "health_detail", json_object_new_string(in->detail));
+	json_object_object_add(o, "status_line", json_object_new_string(st));
+	json_object_array_add(arr, o);
+	cli_json_print(arr);
+	json_object_put(arr);
+}
+
+int cmd_info(int argc, char **argv)
+{
+	static const struct option longopts[] = { REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 } };
+	struct pcm_dev *dev;
+	struct pcm_cache *c;
+	struct pcm_replay *r;
+	struct info in;
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "+uqvh", longopts, NULL)) != -1) {
+		rc = cmd_common_opt(opt, usage_text);
+		if (rc != -2)
+			return rc < 0 ? EXIT_USAGE : rc;
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
+	rc = cli_open_cache(argv[optind], PCM_DEV_RDONLY, &dev, &c);
+	if (rc)
+		return rc;
+	rc = pcm_replay_run(c, NULL, &r);
+	if (rc) {
+		cli_err(argv[optind], "replay failed: %s", strerror(-rc));
+		rc = EXIT_OPERATIONAL;
+		goto out;
+	}
+	in = (struct info){ .c = c, .r = r };
+	judge(&in);
+	if (cli.json)
+		print_json(&in, argv[optind]);
+	else if (!cli.quiet)
+		print_text(&in, argv[optind]);
+	pcm_replay_free(r);
+out:
+	pcm_cache_close(c);
+	pcm_dev_close(dev);
+	return rc;
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* pcache: the dispatcher.  Each subcommand lives in cmd/<name>.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "builtin.h"
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "format", cmd_format, "write a new cache layout the kernel accepts as formatted" },
+	{ "info", cmd_info, "show the status of a cache (what dmsetup status would say)" },
+	{ "dump", cmd_dump, "print every on-media structure with its checksum verdict" },
+	{ "replay", cmd_replay, "replay the key log and print the extent map" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: pcache [--version] [--help] <command> [<args>]\n\n"
+		   "Userspace tools for Linux dm-pcache caches.\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "   %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "   %-10s %s\n", "help", "show the manual page of a command");
+	fprintf(f, "\n'pcache <command> --help' lists a command's options.\n"
+		   "Exit codes: 0 ok, 1 fixed, 4 problems left, 8 operational error,\n"
+		   "16 usage error, 32 cancelled.\n");
+}
+
+int cmd_common_opt(int c, const char *usage_text)
+{
+	switch (c) {
+	case 'q':
+		cli.quiet++;
+		return -2;
+	case 'v':
+		cli.verbose++;
+		return -2;
+	case 'J':
+		cli.json = true;
+		return -2;
+	case 'u':
+		cli.human = true;
+		return -2;
+	case 'h':
+		fputs(usage_text, stdout);
+		return EXIT_OK;
+	case '?':
+	case ':':
+		fprintf(stderr, "%s", usage_text);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+static const struct command *find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+/* `pcache help CMD`: the man page if man can find it, else the command's --help. */
+static int help(int argc, char **argv)
+{
+	char page[64];
+	const struct command *c;
+
+	if (argc < 2) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	c = find(argv[1]);
+	if (!c) {
+		fprintf(stderr, "pcache help: %s: no such command\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	snprintf(page, sizeof(page), "pcache-%s", c->name);
+	if (isatty(STDOUT_FILENO)) {
+		char cmdline[128];
+
+		snprintf(cmdline, sizeof(cmdline), "man %s 2>/dev/null", page);
+		if (system(cmdline) == 0)
+			return EXIT_OK;
+	}
+	char *args[] = { argv[1], (char *)"--help", NULL };
+	cli.cmd = c->name;
+	return c->fn(2, args);
+}
+
+int main(int argc, char **argv)
+{
+	const struct command *c;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("pcache %s (libpcachemeta, crc32c %s)\n", PCACHE_VERSION, pcm_crc32c_impl());
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "help"))
+		return help(argc - 1, argv + 1);
+	c = find(argv[1]);
+	if (!c) {
+		fprintf(stderr, "pcache: '%s' is not a pcache command (see 'pcache --help')\n",
+			argv[1]);
+		return EXIT_USAGE;
+	}
+	cli.cmd = c->name;
+	return c->fn(argc - 1, argv + 1);
+}

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libpcachemeta: read, validate, write and repair the on-media format of
+ * Linux dm-pcache caches.  See doc/format.md for the format in our words.
+ *
+ * Conventions: functions return 0 or a negative errno; nothing here prints
+ * or exits.  Decoded structures are in host order; the codec converts to and
+ * from the little-endian on-media bytes.
+ */
+#ifndef PCACHEMETA_H
+#define PCACHEMETA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- layout constants (FORMAT.md 1.1, 2.9) ---- */
+#define PCM_SB_OFF            4096u
+#define PCM_CACHE_INFO_OFF    8192u
+#define PCM_CACHE_INFO_SLOT   4096u
+#define PCM_CACHE_CTRL_OFF    16384u
+#define PCM_KEY_TAIL_OFF      16384u
+#define PCM_DIRTY_TAIL_OFF    16416u
+#define PCM_META_END          20480u
+#define PCM_SEGMENTS_OFF      20480u
+#define PCM_SEG_SIZE          16777216u
+#define PCM_SEG_INFO_SLOT     4096u
+#define PCM_SEG_CTRL_OFF      8192u
+#define PCM_SEG_CTRL_SIZE     4096u
+#define PCM_SEG_GEN_BYTES     544u     /* gen replicas + reserved u64s */
+#define PCM_DATA_OFF          12288u
+#define PCM_DATA_SIZE         16764928u
+#define PCM_DEV_SIZE_MIN      536870912ull
+#define PCM_SEGS_MAX          1048576u
+
+#define PCM_SB_MAGIC          0x65B05EFA96C596EFull
+#define PCM_KSET_MAGIC        0x676894A64E164F1Aull
+#define PCM_CRC_SEED          0x0003B15Au
+
+#define PCM_SB_SIZE           24u
+#define PCM_CACHE_INFO_SIZE   24u
+#define PCM_POS_SIZE          16u
+#define PCM_SEG_INFO_SIZE     16u
+#define PCM_SEG_GEN_SIZE      16u
+#define PCM_KSET_HDR_SIZE     24u
+#define PCM_KEY_SIZE          40u
+#define PCM_KSET_KEYS_MAX     128u
+#define PCM_KSET_SIZE_MAX     (PCM_KSET_HDR_SIZE + PCM_KEY_SIZE * PCM_KSET_KEYS_MAX)
+#define PCM_WINDOW_SHIFT      22u      /* index subtree: 4 MiB of logical offset */
+#define PCM_SECTOR            512u
+
+#define PCM_SB_F_BIGENDIAN    0x1u
+
+#define PCM_CI_F_DATA_CRC     0x1u
+#define PCM_CI_F_INIT_DONE    0x2u
+#define PCM_CI_MODE_SHIFT     2u
+#define PCM_CI_MODE_MASK      (0xFu << PCM_CI_MODE_SHIFT)
+#define PCM_CI_GC_SHIFT       6u
+#define PCM_CI_GC_MASK        (0x7Fu << PCM_CI_GC_SHIFT)
+#define PCM_GC_PERCENT_DEFAULT 70u
+#define PCM_GC_PERCENT_MAX    90u
+
+#define PCM_SEGI_F_HAS_NEXT   0x1u
+#define PCM_SEGI_TYPE_SHIFT   1u
+#define PCM_SEGI_TYPE_MASK    (0xFu << PCM_SEGI_TYPE_SHIFT)
+#define PCM_SEGI_TYPE_DATA    1u
+
+#define PCM_KSET_F_LAST       0x1ull
+#define PCM_KEY_F_EMPTY       0x1u
+#define PCM_KEY_F_CLEAN       0x2u
+
+/* ---- CRC (FORMAT.md 0.1): raw register update, no inversions ---- */
+uint32_t pcm_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t pcm_kcrc(const void *buf, size_t len);
+const char *pcm_crc32c_impl(void);
+
+/* ---- decoded records ---- */
+struct pcm_meta_header {
+	uint32_t crc;
+	uint8_t seq;
+	uint8_t version;
+	uint16_t res;
+};
+
+struct pcm_sb {
+	uint32_t crc;
+	uint32_t flags;
+	uint64_t magic;
+	uint32_t seg_num;
+	uint32_t pad;
+};
+
+struct pcm_cache_info {
+	struct pcm_meta_header h;
+	uint32_t seg_id;
+	uint32_t n_segs;
+	uint32_t flags;
+	uint32_t reserved;
+};
+
+struct pcm_pos {
+	uint32_t cseg;
+	uint32_t seg_off;
+};
+
+struct pcm_pos_rec {
+	struct pcm_meta_header h;
+	struct pcm_pos pos;
+};
+
+struct pcm_seg_info {
+	struct pcm_meta_header h;
+	uint32_t flags;
+	uint32_t next_seg;
+};
+
+struct pcm_seg_gen {
+	struct pcm_meta_header h;
+	uint64_t gen;
+};
+
+struct pcm_kset_hdr {
+	uint32_t crc;
+	uint32_t key_num;   /* next_cache_seg_id for a LAST kset */
+	uint64_t magic;
+	uint64_t flags;
+};
+
+struct pcm_key {
+	uint64_t off;
+	uint32_t len;
+	uint32_t flags;
+	uint32_t cseg;
+	uint32_t seg_off;
+	uint64_t seg_gen;
+	uint32_t data_crc;
+	uint32_t reserved;
+};
+
+/* ---- codec: explicit little-endian encode/decode ---- */
+void pcm_sb_decode(const void *buf, struct pcm_sb *sb);
+void pcm_sb_encode(const struct pcm_sb *sb, void *buf);
+void pcm_cache_info_decode(const void *buf, struct pcm_cache_info *ci);
+void pcm_cache_info_encode(const struct pcm_cache_info *ci, void *buf);
+void pcm_pos_rec_decode(const void *buf, struct pcm_pos_rec *p);
+void pcm_pos_rec_encode(const struct pcm_pos_rec *p, void *buf);
+void pcm_seg_info_decode(const void *buf, struct pcm_seg_info *si);
+void pcm_seg_info_encode(const struct pcm_seg_info *si, void *buf);
+void pcm_seg_gen_decode(const void *buf, struct pcm_seg_gen *g);
+void pcm_seg_gen_encode(const struct pcm_seg_gen *g, void *buf);
+void pcm_kset_hdr_decode(const void *buf, struct pcm_kset_hdr *k);
+void pcm_kset_hdr_encode(const struct pcm_kset_hdr *k, void *buf);
+void pcm_key_decode(const void *buf, struct pcm_key *k);
+void pcm_key_encode(const struct pcm_key *k, void *buf);
+
+/* CRC a record would carry: kcrc over bytes [4, size). */
+uint32_t pcm_record_crc(const void *buf, size_t size);
+/* Sets the crc field of an encoded record from its bytes [4, size). */
+void pcm_record_seal(void *buf, size_t size);
+bool pcm_record_crc_ok(const void *buf, size_t size);
+
+/* Kset size on media: 24 for LAST, 24 + 40 * key_num otherwise. */
+static inline uint64_t pcm_kset_size(const struct pcm_kset_hdr *k)
+{
+	return (k->flags & PCM_KSET_F_LAST) ? PCM_KSET_HDR_SIZE :
+		PCM_KSET_HDR_SIZE + (uint64_t)PCM_KEY_SIZE * k->key_num;
+}
+
+/* Derived values. */
+uint32_t pcm_seg_num_for_size(uint64_t dev_size);   /* may exceed PCM_SEGS_MAX */
+static inline unsigned pcm_ci_gc_percent(uint32_t flags)
+{
+	return (flags & PCM_CI_GC_MASK) >> PCM_CI_GC_SHIFT;
+}
+static inline unsigned pcm_ci_cache_mode(uint32_t flags)
+{
+	return (flags & PCM_CI_MODE_MASK) >> PCM_CI_MODE_SHIFT;
+}
+const char *pcm_cache_mode_name(unsigned mode);
+
+static inline uint64_t pcm_seg_base(uint32_t dseg)
+{
+	return PCM_SEGMENTS_OFF + (uint64_t)dseg * PCM_SEG_SIZE;
+}
+
+/* ---- replicas (FORMAT.md 3) ---- */
+enum { PCM_REPLICAS = 2 };
+
+/*
+ * Which replica the kernel reads: first valid, replaced by a later valid one
+ * whose seq is ahead in signed 8-bit arithmetic.  Returns 0, 1 or -1 (none).
+ */
+int pcm_replica_pick(const uint8_t *const rec[PCM_REPLICAS], size_t size,
+		     bool valid_out[PCM_REPLICAS]);
+/* True when seq a is newer than seq b for the kernel. */
+static inline bool pcm_seq_after(uint8_t a, uint8_t b)
+{
+	return (int8_t)(uint8_t)(a - b) > 0;
+}
+
+/* ---- device access ---- */
+enum pcm_dev_flags {
+	PCM_DEV_RDONLY = 0x0,
+	PCM_DEV_RDWR   = 0x1,
+	PCM_DEV_EXCL   = 0x2,   /* fail with -EBUSY when someone else holds it */
+	PCM_DEV_NOMAP  = 0x4,   /* use pread/pwrite even where mapping works */
+};
+
+enum pcm_dev_kind { PCM_DEV_FILE, PCM_DEV_BLOCK, PCM_DEV_DAX };
+
+struct pcm_dev;
+
+int pcm_dev_open(const char *path, unsigned flags, struct pcm_dev **out);
+void pcm_dev_close(struct pcm_dev *dev);
+uint64_t pcm_dev_size(const struct pcm_dev *dev);
+enum pcm_dev_kind pcm_dev_kind(const struct pcm_dev *dev);
+const char *pcm_dev_path(const struct pcm_dev *dev);
+bool pcm_dev_writable(const struct pcm_dev *dev);
+/* Bounds-checked; -ERANGE past the end, -EIO on media errors. */
+int pcm_dev_read(struct pcm_dev *dev, uint64_t off, void *buf, size_t len);
+int pcm_dev_write(struct pcm_dev *dev, uint64_t off, const void *buf, size_t len);
+int pcm_dev_zero(struct pcm_dev *dev, uint64_t off, uint64_t len);
+/* Makes [off, off+len) durable (cache flush + fence on pmem, fdatasync otherwise). */
+int pcm_dev_persist(struct pcm_dev *dev, uint64_t off, uint64_t len);
+/* A pointer into the mapping, or NULL when the device is not mapped. */
+const void *pcm_dev_ptr(struct pcm_dev *dev, uint64_t off, size_t len);
+/* Last error detail from the mapping library, or "". */
+const char *pcm_dev_errmsg(void);
+
+/* ---- replicated record reads ---- */
+struct pcm_rep_state {
+	bool valid[PCM_REPLICAS];
+	uint8_t seq[PCM_REPLICAS];
+	int pick;              /* -1: no valid replica */
+};
+
+int pcm_read_sb(struct pcm_dev *dev, struct pcm_sb *sb, uint8_t raw[PCM_SB_SIZE]);
+int pcm_read_cache_info(struct pcm_dev *dev, struct pcm_cache_info ci[PCM_REPLICAS],
+			struct pcm_rep_state *st);
+/* which: 0 key_tail, 1 dirty_tail */
+int pcm_read_tail(struct pcm_dev *dev, int which, struct pcm_pos_rec r[PCM_REPLICAS],
+		  struct pcm_rep_state *st);
+int pcm_read_seg_info(struct pcm_dev *dev, uint32_t dseg,
+		      struct pcm_seg_info si[PCM_REPLICAS], struct pcm_rep_state *st);
+int pcm_read_seg_gen(struct pcm_dev *dev, uint32_t dseg,
+		     struct pcm_seg_gen g[PCM_REPLICAS], struct pcm_rep_state *st);
+
+/* Superblock verdict (FORMAT.md 5.5 steps 1-4). */
+enum pcm_sb_verdict {
+	PCM_SB_OK = 0,
+	PCM_SB_TOO_SMALL,      /* device < 512 MiB */
+	PCM_SB_UNFORMATTED,    /* magic 0: the kernel would format */
+	PCM_SB_BAD_MAGIC,
+	PCM_SB_BAD_CRC,
+	PCM_SB_BIGENDIAN,
+	PCM_SB_BAD_SEG_NUM,
+};
+enum pcm_sb_verdict pcm_sb_check(const struct pcm_sb *sb, uint64_t dev_size);
+const char *pcm_sb_verdict_str(enum pcm_sb_verdict v);
+
+/* ---- an opened cache: what the kernel knows after load steps 1-10 ---- */
+struct pcm_tail {
+	struct pcm_pos pos;
+	uint8_t seq;      /* seq of the picked replica */
+	int slot;         /* picked slot */
+};
+
+struct pcm_cache {
+	struct pcm_dev *dev;
+	uint64_t dev_size;
+	struct pcm_sb sb;
+	struct pcm_cache_info ci;     /* newest valid replica */
+	int ci_slot;
+	uint32_t seg_num;             /* sb.seg_num */
+	uint32_t n_segs;              /* ci.n_segs */
+	bool data_crc;
+	uint32_t *dseg;               /* chain: cseg -> dseg, n_segs entries */
+	uint64_t *gen;                /* per cseg, 0 when no valid replica */
+	uint8_t *gen_seq;             /* per cseg: seq of the picked gen replica */
+	int8_t *gen_slot;             /* per cseg: picked slot, -1 none */
+	struct pcm_tail key_tail, dirty_tail;
+	uint64_t backing_size;        /* 0: unknown (key bound check skipped) */
+};
+
+/* Why pcm_cache_open() refused; mirrors the kernel's load failures. */
+enum pcm_open_error {
+	PCM_OPEN_OK = 0,
+	PCM_OPEN_IO,              /* errno in the return value */
+	PCM_OPEN_SB,              /* see sb_verdict */
+	PCM_OPEN_NO_CACHE_INFO,   /* kernel would re-initialise: RESET */
+	PCM_OPEN_NOT_INIT_DONE,   /* kernel would re-initialise: RESET */
+	PCM_OPEN_N_SEGS,          /* n_segs 0 or > seg_num */
+	PCM_OPEN_CHAIN_RANGE,     /* a chain member >= seg_num */
+	PCM_OPEN_CHAIN_NO_NEXT,   /* HAS_NEXT missing */
+	PCM_OPEN_CHAIN_NO_INFO,   /* no valid segment info replica */
+	PCM_OPEN_TAIL,            /* key_tail/dirty_tail invalid */
+};
+
+struct pcm_open_status {
+	enum pcm_open_error err;
+	enum pcm_sb_verdict sb_verdict;
+	uint32_t where;           /* chain index, or tail (0 key, 1 dirty) */
+};
+
+int pcm_cache_open(struct pcm_dev *dev, struct pcm_cache **out, struct pcm_open_status *st);
+void pcm_cache_close(struct pcm_cache *c);   /* does not close dev */
+const char *pcm_open_error_str(const struct pcm_open_status *st);
+
+/* Device offset of a position in cache segment cseg (FORMAT.md 1.3). */
+static inline uint64_t pcm_pos_dev_off(const struct pcm_cache *c, uint32_t cseg, uint32_t seg_off)
+{
+	return pcm_seg_base(c->dseg[cseg]) + PCM_DATA_OFF + seg_off;
+}
+
+/* ---- format (FORMAT.md 5.2/5.3) ---- */
+struct pcm_format_opts {
+	bool data_crc;
+	unsigned gc_percent;      /* 0..90 */
+};
+
+struct pcm_format_plan {
+	uint64_t dev_size;
+	uint32_t seg_num;
+	struct pcm_sb sb;
+	struct pcm_cache_info ci;
+};
+
+/* Fills the plan (what format would write) without touching the device. */
+int pcm_format_plan(uint64_t dev_size, const struct pcm_format_opts *o,
+		    struct pcm_format_plan *plan);
+/* Writes the layout of the plan; progress(i, n, arg) per segment if not NULL. */
+int pcm_format_write(struct pcm_dev *dev, const struct pcm_format_plan *plan,
+		     void (*progress)(uint64_t done, uint64_t total, void *arg), void *arg);
+
+/* ---- the key log walk (FORMAT.md 6.4) ---- */
+enum pcm_walk_event {
+	PCM_WALK_KSET = 1,       /* a normal kset: keys available */
+	PCM_WALK_LAST,           /* a LAST kset: the walk hops to next_cseg:0 */
+	PCM_WALK_END,            /* normal end of the log (key_head) */
+	PCM_WALK_FAIL,           /* the kernel would refuse to load */
+};
+
+enum pcm_walk_stop {
+	PCM_STOP_NONE = 0,
+	PCM_STOP_TERMINATOR,     /* 24 zero bytes: clean end */
+	PCM_STOP_MAGIC,          /* not a kset magic (and not all zero) */
+	PCM_STOP_KEY_NUM,        /* key_num > 128 */
+	PCM_STOP_CRC,            /* kset crc mismatch */
+	PCM_FAIL_HOPS,           /* more than seg_num LAST hops */
+	PCM_FAIL_NEXT_RANGE,     /* LAST next >= n_segs */
+	PCM_FAIL_OVERSIZE,       /* kset larger than the rest of the data area */
+	PCM_FAIL_IO,
+};
+
+struct pcm_walk {
+	const struct pcm_cache *c;
+	struct pcm_pos pos;           /* position of the current record */
+	uint32_t hops;
+	enum pcm_walk_stop stop;
+	int err;                      /* errno for PCM_FAIL_IO */
+	struct pcm_kset_hdr hdr;      /* current kset header */
+	const uint8_t *data;          /* current kset bytes (buf or the mapping) */
+	struct pcm_pos next;          /* where the walk goes on */
+	bool has_next;
+	bool done;
+	uint64_t ksets, keys;         /* normal ksets and keys met so far */
+	uint8_t buf[PCM_KSET_SIZE_MAX];   /* carried over between reads, as the kernel */
+};
+
+void pcm_walk_init(struct pcm_walk *w, const struct pcm_cache *c, struct pcm_pos start);
+enum pcm_walk_event pcm_walk_next(struct pcm_walk *w);
+/* Key i of the current normal kset (i < hdr.key_num). */
+void pcm_walk_key(const struct pcm_walk *w, unsigned i, struct pcm_key *k);
+const char *pcm_walk_stop_str(enum pcm_walk_stop s);
+
+/* Key decode checks (FORMAT.md 6.5); returns 0 or a PCM_KEY_* code. */
+enum pcm_key_verdict {
+	PCM_KEY_OK = 0,
+	PCM_KEY_BAD_LEN,         /* len 0 or beyond the backing device */
+	PCM_KEY_BAD_SEG,         /* cseg >= n_segs */
+	PCM_KEY_BAD_SEG_OFF,     /* seg_off + len > data area */
+	PCM_KEY_BAD_DATA_CRC,
+	PCM_KEY_IO,
+};
+/* verify_data: also check the data CRC (when the cache has DATA_CRC). */
+enum pcm_key_verdict pcm_key_check(const struct pcm_cache *c, const struct pcm_key *k,
+				   bool verify_data);
+const char *pcm_key_verdict_str(enum pcm_key_verdict v);
+
+/* Positions in log order compare only along a walk; this is plain equality. */
+static inline bool pcm_pos_eq(struct pcm_pos a, struct pcm_pos b)
+{
+	return a.cseg == b.cseg && a.seg_off == b.seg_off;
+}
+
+/* ---- extent index (FORMAT.md 6.6): 4 MiB windows, later keys win ---- */
+enum pcm_extent_flags {
+	PCM_EXT_CLEAN    = 0x1,   /* key had CLEAN */
+	PCM_EXT_EMPTY    = 0x2,   /* key had EMPTY */
+	PCM_EXT_DIRTY    = 0x4,   /* key lies at or after dirty_tail and is not CLEAN */
+	PCM_EXT_CRC_BAD  = 0x8,   /* the key's data CRC did not match (verify_data) */
+	PCM_EXT_CRC_OK   = 0x10,  /* the key's data CRC was verified */
+};
+
+struct pcm_extent {
+	uint64_t off;
+	uint64_t seg_gen;
+	uint32_t len;
+	uint32_t cseg;
+	uint32_t seg_off;
+	uint32_t flags;
+};
+
+struct pcm_index;
+
+struct pcm_index *pcm_index_new(void);
+void pcm_index_free(struct pcm_index *idx);
+/*
+ * Inserts a key as the kernel does in its window: overlapped extents are
+ * cut or dropped.  Returns 1 when an EMPTY key overlapped an existing extent
+ * (the kernel BUGs there; the key is not inserted), 0 otherwise, -ENOMEM.
+ */
+int pcm_index_insert(struct pcm_index *idx, const struct pcm_extent *e);
+uint64_t pcm_index_count(const struct pcm_index *idx);
+/* Calls fn for every extent in ascending logical order; stops when fn returns non-zero. */
+int pcm_index_foreach(const struct pcm_index *idx,
+		      int (*fn)(const struct pcm_extent *e, void *arg), void *arg);
+/* Bytes of memory held by the index. */
+uint64_t pcm_index_mem(const struct pcm_index *idx);
+/* Extent covering logical offset off (in the window of off), or NULL. */
+const struct pcm_extent *pcm_index_lookup(const struct pcm_index *idx, uint64_t off);
+
+/* ---- replay (FORMAT.md 5.5 steps 10-11, 6.4-6.7) ---- */
+struct pcm_replay_opts {
+	bool verify_data;          /* check data CRCs as the kernel does at load */
+	bool keep_going;           /* on a bad key: record it, skip it, go on */
+	/* Called for each key in log order (after decode checks), may be NULL. */
+	int (*on_key)(const struct pcm_walk *w, unsigned i, const struct pcm_key *k,
+		      enum pcm_key_verdict v, bool stale, bool dirty, void *arg);
+	void *arg;
+};
+
+struct pcm_replay {
+	struct pcm_index *idx;
+	struct pcm_pos key_head;
+	enum pcm_walk_stop stop;        /* why the walk ended */
+	int err;                        /* errno when stop == PCM_FAIL_IO */
+	bool failed;                    /* the kernel would refuse the load */
+	/* first bad key (kernel: load fails), if any */
+	bool bad_key;
+	struct pcm_pos bad_key_kset;
+	unsigned bad_key_index;
+	enum pcm_key_verdict bad_key_verdict;
+	/* dirty_tail as met on the log */
+	bool dirty_tail_on_log;
+	enum pcm_walk_stop dirty_chain_stop; /* step 10 result; FAIL_* means refused */
+	uint64_t ksets, last_ksets, keys, stale_keys, empty_overlaps, bad_keys;
+	uint64_t live_extents, dirty_bytes, clean_bytes;
+	uint32_t segs_used;
+	uint8_t *seg_used;              /* n_segs bytes: 0 free, 1 log, 2 data, 3 both */
+	uint32_t *refs;                 /* n_segs reference counts */
+};
+
+int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
+		   struct pcm_replay **out);
+void pcm_replay_free(struct pcm_replay *r);
+/* A short reason when r->failed. */
+const char *pcm_replay_error_str(const struct pcm_replay *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Replay: the kernel's load steps 10 and 11.  Walks the log from key_tail,
+ * decodes and checks every key, skips stale ones, builds the extent index,
+ * and records key_head, segments in use and references (FORMAT.md 6.4-6.7).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pcachemeta.h"
+
+enum { USE_LOG = 1, USE_DATA = 2 };
+
+static void mark(struct pcm_replay *r, uint32_t cseg, uint8_t how)
+{
+	if (!r->seg_used[cseg])
+		r->segs_used++;
+	r->seg_used[cseg] |= how;
+}
+
+/* Step 10: the walk from dirty_tail must end without a FAIL. */
+static enum pcm_walk_stop dirty_chain_check(const struct pcm_cache *c)
+{
+	struct pcm_walk *w = malloc(sizeof(*w));
+	enum pcm_walk_event ev;
+	enum pcm_walk_stop s;
+
+	if (!w)
+		return PCM_FAIL_IO;
+	pcm_walk_init(w, c, c->dirty_tail.pos);
+	while ((ev = pcm_walk_next(w)) == PCM_WALK_KSET || ev == PCM_WALK_LAST)
+		;
+	s = w->stop;
+	free(w);
+	return s;
+}
+
+static int replay_kset(const struct pcm_cache *c, const struct pcm_replay_opts *o,
+		       struct pcm_replay *r, const struct pcm_walk *w, bool dirty_zone)
+{
+	for (unsigned i = 0; i < w->hdr.key_num; i++) {
+		struct pcm_key k;
+		enum pcm_key_verdict v;
+		struct pcm_extent e;
+		bool stale, dirty;
+		int rc;
+
+		pcm_walk_key(w, i, &k);
+		v = pcm_key_check(c, &k, o->verify_data);
+		stale = v == PCM_KEY_OK && k.seg_gen < c->gen[k.cseg];
+		dirty = dirty_zone && !(k.flags & PCM_KEY_F_CLEAN);
+		if (o->on_key && (rc = o->on_key(w, i, &k, v, stale, dirty, o->arg)))
+			return rc;
+		if (v != PCM_KEY_OK) {
+			r->bad_keys++;
+			if (!r->bad_key) {
+				r->bad_key = true;
+				r->bad_key_kset = w->pos;
+				r->bad_key_index = i;
+				r->bad_key_verdict = v;
+			}
+			if (!o->keep_going)
+				return 1;
+			continue;
+		}
+		if (stale) {
+			r->stale_keys++;
+			continue;
+		}
+		mark(r, k.cseg, USE_DATA);
+		r->refs[k.cseg]++;
+		e = (struct pcm_extent){
+			.off = k.off, .seg_gen = k.seg_gen, .len = k.len, .cseg = k.cseg,
+			.seg_off = k.seg_off,
+			.flags = ((k.flags & PCM_KEY_F_CLEAN) ? PCM_EXT_CLEAN : 0) |
+				 ((k.flags & PCM_KEY_F_EMPTY) ? PCM_EXT_EMPTY : 0) |
+				 (dirty ? PCM_EXT_DIRTY : 0) |
+				 (o->verify_data && c->data_crc ? PCM_EXT_CRC_OK : 0),
+		};
+		rc = pcm_index_insert(r->idx, &e);
+		if (rc < 0)
+			return rc;
+		r->empty_overlaps += (unsigned)rc;
+	}
+	return 0;
+}
+
+static int sum_extent(const struct pcm_extent *e, void *arg)
+{
+	struct pcm_replay *r = arg;
+
+	r->live_extents++;
+	if (e->flags & PCM_EXT_DIRTY)
+		r->dirty_bytes += e->len;
+	else
+		r->clean_bytes += e->len;
+	return 0;
+}
+
+static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *o,
+		       struct pcm_replay *r)
+{
+	struct pcm_walk *w = malloc(sizeof(*w));
+	enum pcm_walk_event ev;
+	bool dirty_zone = false;
+	int rc = 0;
+
+	if (!w)
+		return -ENOMEM;
+	pcm_walk_init(w, c, c->key_tail.pos);
+	mark(r, c->key_tail.pos.cseg, USE_LOG);
+	for (;;) {
+		if (!dirty_zone && pcm_pos_eq(w->has_next ? w->next : w->pos, c->dirty_tail.pos))
+			dirty_zone = r->dirty_tail_on_log = true;
+		ev = pcm_walk_next(w);
+		if (ev == PCM_WALK_LAST) {
+			r->last_ksets++;
+			mark(r, w->next.cseg, USE_LOG);
+		} else if (ev == PCM_WALK_KSET) {
+			rc = replay_kset(c, o, r, w, dirty_zone);
+			if (rc)
+				break;
+		} else {
+			break;
+		}
+	}
+	r->stop = w->stop;
+	r->err = w->err;
+	r->key_head = w->pos;
+	r->ksets = w->ksets;
+	r->keys = w->keys;
+	if (ev == PCM_WALK_FAIL || rc > 0)
+		r->failed = true;
+	free(w);
+	return rc < 0 ? rc : 0;
+}
+
+int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
+		   struct pcm_replay **out)
+{
+	static const struct pcm_replay_opts defaults;
+	struct pcm_replay *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!o)
+		o = &defaults;
+	if (!r)
+		return -ENOMEM;
+	r->idx = pcm_index_new();
+	r->seg_used = calloc(c->n_segs, 1);
+	r->refs = calloc(c->n_segs, sizeof(*r->refs));
+	if (!r->idx || !r->seg_used || !r->refs) {
+		pcm_replay_free(r);
+		return -ENOMEM;
+	}
+	rc = replay_walk(c, o, r);
+	if (rc) {
+		pcm_replay_free(r);
+		return rc;
+	}
+	/* Step 10 runs before replay in the kernel; a log reaching dirty_tail proves it. */
+	r->dirty_chain_stop = r->dirty_tail_on_log && !r->failed ? PCM_STOP_NONE :
+			      dirty_chain_check(c);
+	if (r->dirty_chain_stop >= PCM_FAIL_HOPS)
+		r->failed = true;
+	pcm_index_foreach(r->idx, sum_extent, r);
+	*out = r;
+	return 0;
+}
+
+void pcm_replay_free(struct pcm_replay *r)
+{
+	if (!r)
+		return;
+	pcm_index_free(r->idx);
+	free(r->seg_used);
+	free(r->refs);
+	free(r);
+}
+
+const char *pcm_replay_error_str(const struct pcm_replay *r)
+{
+	if (r->dirty_chain_stop >= PCM_FAIL_HOPS)
+		return pcm_walk_stop_str(r->dirty_chain_stop);
+	if (r->stop >= PCM_FAIL_HOPS)
+		return pcm_walk_stop_str(r->stop);
+	if (r->bad_key)
+		return pcm_key_verdict_str(r->bad_key_verdict);
+	return "none";
+}

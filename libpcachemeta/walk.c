@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Walking the key log as the kernel's replay does (FORMAT.md 6.4): one
+ * 5144-byte buffer whose tail carries over between reads, end at the first
+ * kset failing magic/key_num/crc, hop at LAST ksets with the seg_num cap.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "le.h"
+#include "ondisk.h"
+
+void pcm_walk_init(struct pcm_walk *w, const struct pcm_cache *c, struct pcm_pos start)
+{
+	memset(w, 0, sizeof(*w));
+	w->c = c;
+	w->pos = start;
+	w->data = w->buf;
+}
+
+/* Loads the bytes at w->pos, keeping the kernel's carry-over for short reads. */
+static int walk_load(struct pcm_walk *w)
+{
+	const struct pcm_cache *c = w->c;
+	uint32_t avail = PCM_DATA_SIZE - w->pos.seg_off;
+	uint64_t off = pcm_pos_dev_off(c, w->pos.cseg, w->pos.seg_off);
+	const void *p;
+
+	if (avail >= PCM_KSET_SIZE_MAX) {
+		p = pcm_dev_ptr(c->dev, off, PCM_KSET_SIZE_MAX);
+		if (p) {
+			w->data = p;
+			return 0;
+		}
+	} else if (w->data != w->buf) {
+		memcpy(w->buf, w->data, PCM_KSET_SIZE_MAX);
+	}
+	w->data = w->buf;
+	return pcm_dev_read(c->dev, off, w->buf,
+			    avail < PCM_KSET_SIZE_MAX ? avail : PCM_KSET_SIZE_MAX);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static enum pcm_walk_event walk_end(struct pcm_walk *w, enum pcm_walk_stop why)
+{
+	w->stop = why;
+	w->done = true;
+	return why >= PCM_FAIL_HOPS ? PCM_WALK_FAIL : PCM_WALK_END;
+}
+
+enum pcm_walk_event pcm_walk_next(struct pcm_walk *w)
+{
+	const struct pcm_cache *c = w->c;
+	struct pcm_kset_hdr *h = &w->hdr;
+	int rc;
+
+	if (w->done)
+		return w->stop >= PCM_FAIL_HOPS ? PCM_WALK_FAIL : PCM_WALK_END;
+	if (w->has_next) {
+		w->pos = w->next;
+		w->has_next = false;
+	}
+	rc = walk_load(w);
+	if (rc) {
+		w->err = rc;
+		return walk_end(w, PCM_FAIL_IO);
+	}
+	pcm_kset_hdr_decode(w->data, h);
+	if (h->magic != PCM_KSET_MAGIC)
+		return walk_end(w, all_zero(w->data, PCM_KSET_HDR_SIZE) ?
+				   PCM_STOP_TERMINATOR : PCM_STOP_MAGIC);
+	if (!(h->flags & PCM_KSET_F_LAST) && h->key_num > PCM_KSET_KEYS_MAX)
+		return walk_end(w, PCM_STOP_KEY_NUM);
+	if (h->crc != pcm_kcrc(w->data + 4, pcm_kset_size(h) - 4))
+		return walk_end(w, PCM_STOP_CRC);
+	if (h->flags & PCM_KSET_F_LAST) {
+		if (++w->hops > c->seg_num)
+			return walk_end(w, PCM_FAIL_HOPS);
+		if (h->key_num >= c->n_segs)
+			return walk_end(w, PCM_FAIL_NEXT_RANGE);
+		w->next.cseg = h->key_num;
+		w->next.seg_off = 0;
+		w->has_next = true;
+		return PCM_WALK_LAST;
+	}
+	if (pcm_kset_size(h) > PCM_DATA_SIZE - w->pos.seg_off)
+		return walk_end(w, PCM_FAIL_OVERSIZE);
+	w->next.cseg = w->pos.cseg;
+	w->next.seg_off = w->pos.seg_off + (uint32_t)pcm_kset_size(h);
+	w->has_next = true;
+	w->ksets++;
+	w->keys += h->key_num;
+	return PCM_WALK_KSET;
+}
+
+void pcm_walk_key(const struct pcm_walk *w, unsigned i, struct pcm_key *k)
+{
+	pcm_key_decode(w->data + PCM_KSET_HDR_SIZE + (size_t)i * PCM_KEY_SIZE, k);
+}
+
+const char *pcm_walk_stop_str(enum pcm_walk_stop s)
+{
+	switch (s) {
+	case PCM_STOP_NONE: return "none";
+	case PCM_STOP_TERMINATOR: return "empty kset (terminator)";
+	case PCM_STOP_MAGIC: return "bad kset magic";
+	case PCM_STOP_KEY_NUM: return "kset key_num > 128";
+	case PCM_STOP_CRC: return "kset checksum mismatch";
+	case PCM_FAIL_HOPS: return "more LAST hops than segments (log loops)";
+	case PCM_FAIL_NEXT_RANGE: return "LAST kset names a segment past n_segs";
+	case PCM_FAIL_OVERSIZE: return "kset runs past the end of its segment";
+	case PCM_FAIL_IO: return "I/O error";
+	}
+	return "unknown";
+}
+
+/* kcrc over len bytes of cache data, chunked when the device is not mapped. */
+static int data_crc(const struct pcm_cache *c, const struct pcm_key *k, uint32_t *out)
+{
+	uint64_t off = pcm_pos_dev_off(c, k->cseg, k->seg_off);
+	const void *p = pcm_dev_ptr(c->dev, off, k->len);
+	uint8_t buf[65536];
+	uint32_t crc = PCM_CRC_SEED;
+
+	if (p) {
+		*out = pcm_kcrc(p, k->len);
+		return 0;
+	}
+	for (uint32_t done = 0; done < k->len;) {
+		uint32_t n = k->len - done < sizeof(buf) ? k->len - done : sizeof(buf);
+		int rc = pcm_dev_read(c->dev, off + done, buf, n);
+
+		if (rc)
+			return rc;
+		crc = pcm_crc32c(crc, buf, n);
+		done += n;
+	}
+	*out = crc;
+	return 0;
+}
+
+enum pcm_key_verdict pcm_key_check(const struct pcm_cache *c, const struct pcm_key *k,
+				   bool verify_data)
+{
+	uint64_t b = c->backing_size;
+	uint32_t crc;
+
+	if (k->len == 0 || (b && (k->len > b || k->off > b - k->len)))
+		return PCM_KEY_BAD_LEN;
+	if (k->cseg >= c->n_segs)
+		return PCM_KEY_BAD_SEG;
+	if ((uint64_t)k->seg_off + k->len > PCM_DATA_SIZE)
+		return PCM_KEY_BAD_SEG_OFF;
+	if (verify_data && c->data_crc) {
+		if (data_crc(c, k, &crc))
+			return PCM_KEY_IO;
+		if (crc != k->data_crc)
+			return PCM_KEY_BAD_DATA_CRC;
+	}
+	return PCM_KEY_OK;
+}
+
+const char *pcm_key_verdict_str(enum pcm_key_verdict v)
+{
+	switch (v) {
+	case PCM_KEY_OK: return "valid";
+	case PCM_KEY_BAD_LEN: return "length zero or past the backing device";
+	case PCM_KEY_BAD_SEG: return "cache segment past n_segs";
+	case PCM_KEY_BAD_SEG_OFF: return "data runs past the segment's data area";
+	case PCM_KEY_BAD_DATA_CRC: return "data checksum mismatch";
+	case PCM_KEY_IO: return "I/O error reading cached data";
+	}
+	return "unknown";
+}

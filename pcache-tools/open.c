@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Opening a device and its cache for a command, with the error lines CLI.md asks for. */
+#include <errno.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev)
+{
+	int rc = pcm_dev_open(path, flags, dev);
+
+	if (rc == 0)
+		return EXIT_OK;
+	if (*pcm_dev_errmsg() && rc != -EBUSY)
+		cli_err(path, "cannot open: %s (%s)", cli_dev_strerror(rc), pcm_dev_errmsg());
+	else if (rc == -EBUSY && *pcm_dev_errmsg())
+		cli_err(path, "cannot open: device is in use by %s", pcm_dev_errmsg());
+	else
+		cli_err(path, "cannot open: %s", cli_dev_strerror(rc));
+	return EXIT_OPERATIONAL;
+}
+
+int cli_open_cache(const char *path, unsigned flags, struct pcm_dev **dev,
+		   struct pcm_cache **cache)
+{
+	struct pcm_open_status st;
+	int rc = cli_open_dev(path, flags, dev);
+
+	if (rc)
+		return rc;
+	rc = pcm_cache_open(*dev, cache, &st);
+	if (rc == 0)
+		return EXIT_OK;
+	if (st.err == PCM_OPEN_IO)
+		cli_err(path, "cannot read metadata: %s", strerror(-rc));
+	else if (st.err == PCM_OPEN_SB)
+		cli_err(path, "not a pcache device: %s", pcm_open_error_str(&st));
+	else
+		cli_err(path, "corrupt pcache metadata: %s", pcm_open_error_str(&st));
+	if (st.err != PCM_OPEN_IO && st.err != PCM_OPEN_SB)
+		cli_hint("run 'pcache fsck -n %s' for details", path);
+	pcm_dev_close(*dev);
+	*dev = NULL;
+	return EXIT_OPERATIONAL;
+}
