@@ -18,6 +18,7 @@ static const struct command commands[] = {
 	{ "info", cmd_info, "show the status of a cache (what dmsetup status would say)" },
 	{ "dump", cmd_dump, "print every on-media structure with its checksum verdict" },
 	{ "replay", cmd_replay, "replay the key log and print the extent map" },
+	{ "fsck", cmd_fsck, "check a cache and explain every problem" },
 };
 
 static void usage(FILE *f)

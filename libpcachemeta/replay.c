@@ -114,6 +114,9 @@ static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *
 		if (!dirty_zone && pcm_pos_eq(w->has_next ? w->next : w->pos, c->dirty_tail.pos))
 			dirty_zone = r->dirty_tail_on_log = true;
 		ev = pcm_walk_next(w);
+		if ((ev == PCM_WALK_LAST || ev == PCM_WALK_KSET) && o->on_kset &&
+		    (rc = o->on_kset(w, o->arg)))
+			break;
 		if (ev == PCM_WALK_LAST) {
 			r->last_ksets++;
 			mark(r, w->next.cseg, USE_LOG);

@@ -209,8 +209,11 @@ void cli_progress(const char *what, uint64_t done, uint64_t total)
 		return;
 	progress_last = now;
 	progress_shown = true;
-	fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " (%.0f%%)", what, done, total,
-		total ? 100.0 * (double)done / (double)total : 100.0);
+	if (total)
+		fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " (%.0f%%)", what, done, total,
+			100.0 * (double)done / (double)total);
+	else
+		fprintf(stderr, "\r%s: %" PRIu64, what, done);
 }
 
 void cli_progress_done(void)

@@ -441,6 +441,8 @@ struct pcm_replay_opts {
 	/* Called for each key in log order (after decode checks), may be NULL. */
 	int (*on_key)(const struct pcm_walk *w, unsigned i, const struct pcm_key *k,
 		      enum pcm_key_verdict v, bool stale, bool dirty, void *arg);
+	/* Called for each kset (normal or LAST) before its keys, may be NULL. */
+	int (*on_kset)(const struct pcm_walk *w, void *arg);
 	void *arg;
 };
 
@@ -470,6 +472,180 @@ int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
 void pcm_replay_free(struct pcm_replay *r);
 /* A short reason when r->failed. */
 const char *pcm_replay_error_str(const struct pcm_replay *r);
+
+/* ---- check: every load check of the kernel and more, as a problem list ---- */
+enum pcm_severity {
+	PCM_SEV_NOTE = 0,       /* harmless oddity */
+	PCM_SEV_WARNING,        /* accepted by the kernel, but wrong or risky */
+	PCM_SEV_ERROR,          /* the kernel refuses, truncates or misbehaves */
+	PCM_SEV_CRITICAL,       /* data loss: the kernel would throw cached data away */
+};
+
+enum pcm_kernel_reaction {
+	PCM_KR_IGNORES = 0,     /* BENIGN */
+	PCM_KR_SILENT,          /* accepted, behaviour or data silently wrong */
+	PCM_KR_DROPS_KEY,       /* the key is skipped at replay */
+	PCM_KR_ENDS_LOG,        /* replay stops early: later ksets are ignored */
+	PCM_KR_REFUSES,         /* the table load fails */
+	PCM_KR_RESETS,          /* silent re-initialisation: all cached data lost */
+	PCM_KR_CRASHES,         /* kernel BUG */
+	PCM_KR_STOPS_WORKER,    /* writeback or GC stops until the next load */
+};
+
+#define PCM_PROBLEMS(X) \
+	X(SB_TOO_SMALL,        CRITICAL, REFUSES, false, "device smaller than 512 MiB") \
+	X(SB_NO_MAGIC,         CRITICAL, RESETS,  false, "superblock magic is 0: the kernel formats the device") \
+	X(SB_BAD_MAGIC,        ERROR,    REFUSES, false, "superblock magic is not pcache's") \
+	X(SB_CRC_BAD,          ERROR,    REFUSES, false, "superblock checksum mismatch") \
+	X(SB_BIGENDIAN,        ERROR,    REFUSES, false, "formatted by a big-endian CPU") \
+	X(SB_SEG_NUM_RANGE,    ERROR,    REFUSES, false, "seg_num is 0 or does not fit the device") \
+	X(SB_SEG_NUM_SHORT,    NOTE,     IGNORES, false, "seg_num smaller than the device allows (grown device)") \
+	X(SB_UNUSED_BITS,      NOTE,     IGNORES, false, "superblock flags or padding not zero") \
+	X(CI_BOTH_BAD,         CRITICAL, RESETS,  false, "no valid cache_info replica") \
+	X(CI_REPLICA_BAD,      NOTE,     IGNORES, true,  "one cache_info replica is corrupt") \
+	X(CI_SEQ_AMBIGUOUS,    WARNING,  SILENT,  false, "both cache_info replicas valid with equal or opposite seqs") \
+	X(CI_NOT_INIT_DONE,    CRITICAL, RESETS,  false, "cache_info lacks INIT_DONE") \
+	X(CI_N_SEGS_RANGE,     ERROR,    REFUSES, false, "cache_info n_segs is 0 or larger than seg_num") \
+	X(CI_N_SEGS_SHORT,     WARNING,  SILENT,  false, "cache_info n_segs smaller than seg_num") \
+	X(CI_CACHE_MODE,       WARNING,  SILENT,  false, "cache mode is not writeback") \
+	X(CI_GC_PERCENT,       WARNING,  SILENT,  false, "gc_percent above 90") \
+	X(CI_UNKNOWN_BITS,     NOTE,     IGNORES, false, "cache_info reserved field or unknown flags not zero") \
+	X(CHAIN_RANGE,         ERROR,    REFUSES, false, "segment chain points past seg_num") \
+	X(CHAIN_NO_NEXT,       ERROR,    REFUSES, false, "segment chain member lacks HAS_NEXT") \
+	X(CHAIN_DUPLICATE,     ERROR,    SILENT,  false, "two cache segments map to one device segment") \
+	X(SEGINFO_BOTH_BAD,    ERROR,    REFUSES, false, "no valid segment info replica") \
+	X(SEGINFO_REPLICA_BAD, NOTE,     IGNORES, true,  "one segment info replica is corrupt") \
+	X(SEGINFO_SEQ_AMBIGUOUS, WARNING, SILENT, false, "both segment info replicas valid with equal or opposite seqs") \
+	X(SEG_TYPE,            NOTE,     IGNORES, false, "segment type is not 'cache data'") \
+	X(GEN_BOTH_BAD,        ERROR,    SILENT,  false, "no valid gen replica: gen 0 assumed, stale keys revive") \
+	X(GEN_REPLICA_BAD,     NOTE,     IGNORES, true,  "one gen replica is corrupt") \
+	X(GEN_SEQ_AMBIGUOUS,   WARNING,  SILENT,  false, "both gen replicas valid with equal or opposite seqs") \
+	X(META_NONZERO,        NOTE,     IGNORES, true,  "unused metadata bytes not zero") \
+	X(TAIL_BOTH_BAD,       ERROR,    REFUSES, false, "no valid key_tail/dirty_tail replica") \
+	X(TAIL_REPLICA_BAD,    NOTE,     IGNORES, true,  "one key_tail/dirty_tail replica is corrupt") \
+	X(TAIL_SEQ_AMBIGUOUS,  WARNING,  SILENT,  false, "both tail replicas valid with equal or opposite seqs") \
+	X(TAIL_RANGE,          ERROR,    REFUSES, false, "key_tail/dirty_tail outside the cache") \
+	X(DIRTY_CHAIN_FAIL,    ERROR,    REFUSES, false, "the log walked from dirty_tail does not terminate") \
+	X(DIRTY_TAIL_OFF_LOG,  CRITICAL, SILENT,  false, "dirty_tail is not on the log between key_tail and key_head") \
+	X(LOG_START_INVALID,   CRITICAL, ENDS_LOG, false, "key_tail does not point at a kset: the log is empty for the kernel") \
+	X(LOG_END_CORRUPT,     ERROR,    ENDS_LOG, false, "the log ends at a corrupt kset, not at a terminator") \
+	X(LOG_LOST_KSETS,      CRITICAL, ENDS_LOG, false, "valid ksets follow the corrupt end of the log: their keys are lost") \
+	X(LOG_LOOP,            ERROR,    REFUSES, false, "the log chain loops back to a segment already on it") \
+	X(LOG_HOPS,            ERROR,    REFUSES, false, "more LAST hops than segments") \
+	X(LOG_NEXT_RANGE,      ERROR,    REFUSES, false, "LAST kset names a segment past n_segs") \
+	X(LOG_KSET_OVERSIZE,   ERROR,    REFUSES, false, "kset runs past the end of its segment") \
+	X(LOG_IO,              ERROR,    REFUSES, false, "I/O error reading the log") \
+	X(LOG_DATA_OVERLAP,    CRITICAL, SILENT,  false, "a live key points into a segment holding the log") \
+	X(KSET_EMPTY,          NOTE,     IGNORES, false, "kset with 0 keys") \
+	X(KSET_NO_ROOM,        NOTE,     IGNORES, false, "kset leaves less than 24 bytes in its segment") \
+	X(KSET_FLAGS,          NOTE,     IGNORES, false, "kset flags other than LAST set") \
+	X(KEY_RANGE,           ERROR,    REFUSES, false, "key length 0 or past the backing device") \
+	X(KEY_SEG_RANGE,       ERROR,    REFUSES, false, "key names a cache segment past n_segs") \
+	X(KEY_SEG_OFF,         ERROR,    REFUSES, false, "key data runs past its segment's data area") \
+	X(KEY_DATA_CRC,        ERROR,    REFUSES, false, "key data checksum mismatch") \
+	X(KEY_IO,              ERROR,    REFUSES, false, "I/O error reading key data") \
+	X(KEY_EMPTY,           ERROR,    CRASHES, false, "key has the EMPTY flag (never written by the kernel)") \
+	X(KEY_GEN_AHEAD,       WARNING,  SILENT,  false, "key seg_gen ahead of its segment's gen") \
+	X(KEY_STALE,           WARNING,  DROPS_KEY, false, "stale key in the live log (GC crash window)") \
+	X(KEY_UNALIGNED,       WARNING,  SILENT,  false, "key not sector aligned, longer than 4 MiB or crossing a 4 MiB window") \
+	X(KEY_ALIAS,           ERROR,    SILENT,  false, "live keys share cache data space") \
+	X(KEY_FLAGS,           NOTE,     IGNORES, false, "key has unknown flags, reserved bits or a data_crc without DATA_CRC")
+
+enum pcm_problem_code {
+#define PCM_X_ENUM(name, sev, kr, safe, text) PCM_P_##name,
+	PCM_PROBLEMS(PCM_X_ENUM)
+#undef PCM_X_ENUM
+	PCM_P_COUNT
+};
+
+struct pcm_problem_def {
+	const char *name;              /* stable code name, e.g. "SB_CRC_BAD" */
+	enum pcm_severity severity;
+	enum pcm_kernel_reaction kernel;
+	bool safe_fix;                 /* fixable without a person (fsck -p) */
+	const char *summary;
+};
+
+const struct pcm_problem_def *pcm_problem_def(enum pcm_problem_code code);
+const char *pcm_severity_str(enum pcm_severity s);
+const char *pcm_kernel_reaction_str(enum pcm_kernel_reaction k);
+
+struct pcm_problem {
+	enum pcm_problem_code code;
+	uint64_t offset;               /* device byte offset of the structure, or UINT64_MAX */
+	char where[64];                /* e.g. "cache_info replica 0", "kset 0:5144 key 3" */
+	char detail[160];
+};
+
+struct pcm_check_opts {
+	bool verify_data;              /* check every key's data CRC */
+	uint64_t backing_size;         /* 0: unknown, key bounds not checked */
+	/* Called per problem found; may be NULL. */
+	void (*report)(const struct pcm_problem *p, void *arg);
+	/* Progress over ksets walked; may be NULL. */
+	void (*progress)(uint64_t done, void *arg);
+	void *arg;
+};
+
+enum pcm_kernel_verdict {
+	PCM_VERDICT_LOADS = 0,         /* the kernel loads the cache as it is */
+	PCM_VERDICT_REFUSES,           /* the table load fails */
+	PCM_VERDICT_RESETS,            /* the kernel silently re-initialises: all data lost */
+};
+
+struct pcm_check_result {
+	uint64_t problems;
+	uint64_t by_severity[4];
+	enum pcm_kernel_verdict verdict;
+	bool not_pcache;               /* no pcache superblock at all */
+	bool replayed;                 /* the log was walked: counts below are valid */
+	uint64_t ksets, keys, live_extents, dirty_bytes, clean_bytes;
+	uint64_t lost_keys;            /* keys in valid ksets beyond a corrupt log end */
+	struct pcm_pos key_head;
+};
+
+/* Runs every check on dev (read-only).  Returns 0 or a negative errno. */
+int pcm_check_run(struct pcm_dev *dev, const struct pcm_check_opts *o,
+		  struct pcm_check_result *res);
+
+/* ---- appending to the log (FORMAT.md 6.2, 6.3, 6.8): one open kset, no GC ---- */
+struct pcm_appender;
+/* Told of each normal kset once written: its keys in slot order and where it lies. */
+typedef void (*pcm_kset_hook)(const struct pcm_key *keys, unsigned n, struct pcm_pos at,
+			      void *arg);
+/*
+ * Appending resumes where a load leaves the cache: after a replay r (not failed) of the
+ * writable cache c: key_head = r->key_head, segments in use as r->seg_used, allocation
+ * hint 0, no data head.  c and its device must outlive the appender.
+ */
+int pcm_appender_open(struct pcm_cache *c, const struct pcm_replay *r,
+		      struct pcm_appender **out);
+/*
+ * A kernel write (key_flags 0) or read-miss fill (PCM_KEY_F_CLEAN): cut at 4 MiB logical
+ * boundaries and at the data segment's end, data durable before its key, key into the open
+ * kset (written at 128 keys).  off and len multiples of 512 (-EINVAL); -ENOSPC, with
+ * nothing done, when the free segments do not suffice for the data and the ksets it closes.
+ */
+int pcm_append_write(struct pcm_appender *a, uint64_t off, const void *data, uint32_t len,
+		     uint32_t key_flags);
+/* FLUSH: writes the open kset if it holds keys, so every appended write is durable. */
+int pcm_append_flush(struct pcm_appender *a);
+/* Crafted logs for tests: flushes, then writes these n <= 128 keys as given as one kset. */
+int pcm_append_kset(struct pcm_appender *a, const struct pcm_key *keys, unsigned n);
+/* Off: skip per-record persists (image generators; msync per record is slow on files). */
+void pcm_appender_set_persist(struct pcm_appender *a, bool on);
+/* Tools build models of what a replay will see from the ksets actually written. */
+void pcm_appender_set_hook(struct pcm_appender *a, pcm_kset_hook fn, void *arg);
+/* Where the next kset goes (a 24-byte terminator lies there). */
+struct pcm_pos pcm_appender_key_head(const struct pcm_appender *a);
+/* Segments in use (log and data), as a replay of the log written so far counts them. */
+uint32_t pcm_appender_segs_used(const struct pcm_appender *a);
+/* Keys waiting in the open kset (lost if the appender is freed without a flush). */
+unsigned pcm_appender_open_keys(const struct pcm_appender *a);
+/* Frees without flushing: the open kset's keys are lost, as in a crash before FLUSH. */
+void pcm_appender_free(struct pcm_appender *a);
+/* Flushes and frees; returns the flush result. */
+int pcm_appender_close(struct pcm_appender *a);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Check driver and the problem table.  Passes run in the kernel's load
+ * order, so the first problem that ends a load is the one the kernel would
+ * report; later passes run only while the metadata they need is usable.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check_int.h"
+
+static const struct pcm_problem_def defs[PCM_P_COUNT] = {
+#define PCM_X_DEF(name, sev, kr, safe, text) \
+	[PCM_P_##name] = { #name, PCM_SEV_##sev, PCM_KR_##kr, safe, text },
+	PCM_PROBLEMS(PCM_X_DEF)
+#undef PCM_X_DEF
+};
+
+const struct pcm_problem_def *pcm_problem_def(enum pcm_problem_code code)
+{
+	return code < PCM_P_COUNT ? &defs[code] : NULL;
+}
+
+const char *pcm_severity_str(enum pcm_severity s)
+{
+	static const char *const n[] = { "note", "warning", "error", "critical" };
+	return s <= PCM_SEV_CRITICAL ? n[s] : "unknown";
+}
+
+const char *pcm_kernel_reaction_str(enum pcm_kernel_reaction r)
+{
+	switch (r) {
+	case PCM_KR_IGNORES: return "ignores it";
+	case PCM_KR_SILENT: return "accepts it silently (wrong behaviour or data)";
+	case PCM_KR_DROPS_KEY: return "skips the key";
+	case PCM_KR_ENDS_LOG: return "ends the log there (later keys are ignored)";
+	case PCM_KR_REFUSES: return "refuses to load the cache";
+	case PCM_KR_RESETS: return "re-initialises the cache (all cached data lost)";
+	case PCM_KR_CRASHES: return "crashes (BUG)";
+	case PCM_KR_STOPS_WORKER: return "stops writeback or GC";
+	}
+	return "unknown";
+}
+
+/* The first load-ending reaction met in load order decides the verdict. */
+static void note_verdict(struct chk *k, enum pcm_kernel_reaction kr)
+{
+	struct pcm_check_result *res = k->res;
+
+	if (res->verdict != PCM_VERDICT_LOADS)
+		return;
+	if (kr == PCM_KR_REFUSES || kr == PCM_KR_CRASHES)
+		res->verdict = PCM_VERDICT_REFUSES;
+	else if (kr == PCM_KR_RESETS)
+		res->verdict = PCM_VERDICT_RESETS;
+}
+
+void chk_report(struct chk *k, enum pcm_problem_code code, uint64_t off, const char *where,
+		const char *fmt, ...)
+{
+	struct pcm_problem p = { .code = code, .offset = off };
+	va_list ap;
+
+	snprintf(p.where, sizeof(p.where), "%s", where ? where : "");
+	va_start(ap, fmt);
+	vsnprintf(p.detail, sizeof(p.detail), fmt, ap);
+	va_end(ap);
+	k->res->problems++;
+	k->res->by_severity[defs[code].severity]++;
+	note_verdict(k, defs[code].kernel);
+	if (k->o->report)
+		k->o->report(&p, k->o->arg);
+}
+
+bool chk_all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static bool ambiguous_seqs(uint8_t a, uint8_t b)
+{
+	return a == b || (uint8_t)(a - b) == 128;
+}
+
+int chk_replicas(struct chk *k, const uint64_t off[PCM_REPLICAS], size_t size,
+		 const struct rep_codes *codes, const char *what, uint8_t raw[PCM_REPLICAS][24])
+{
+	const uint8_t *rec[PCM_REPLICAS] = { raw[0], raw[1] };
+	bool valid[PCM_REPLICAS];
+	char where[64];
+	int pick;
+
+	for (int i = 0; i < PCM_REPLICAS; i++) {
+		int rc = pcm_dev_read(k->dev, off[i], raw[i], size);
+
+		if (rc)
+			return rc;
+	}
+	pick = pcm_replica_pick(rec, size, valid);
+	if (pick < 0) {
+		chk_report(k, codes->both_bad, off[0], what, "replica 0 %s, replica 1 %s",
+			   chk_all_zero(raw[0], size) ? "is zero" : "fails its checksum",
+			   chk_all_zero(raw[1], size) ? "is zero" : "fails its checksum");
+		return -1;
+	}
+	for (int i = 0; i < PCM_REPLICAS; i++) {
+		if (valid[i] || chk_all_zero(raw[i], size))
+			continue;   /* a zero replica was simply never written */
+		snprintf(where, sizeof(where), "%s replica %d", what, i);
+		chk_report(k, codes->replica_bad, off[i], where,
+			   "checksum mismatch; the kernel uses replica %d (seq %u)", pick, raw[pick][4]);
+	}
+	if (valid[0] && valid[1] && ambiguous_seqs(raw[0][4], raw[1][4]) &&
+	    memcmp(raw[0] + 8, raw[1] + 8, size - 8))
+		chk_report(k, codes->ambiguous, off[0], what,
+			   "seqs %u and %u: the kernel takes replica 0, which may be the older",
+			   raw[0][4], raw[1][4]);
+	return pick;
+}
+
+int pcm_check_run(struct pcm_dev *dev, const struct pcm_check_opts *o,
+		  struct pcm_check_result *res)
+{
+	static const struct pcm_check_opts defaults;
+	struct chk k = { .dev = dev, .o = o ? o : &defaults, .res = res };
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	k.size = pcm_dev_size(dev);
+	rc = chk_meta(&k);
+	if (rc || k.stop)
+		return rc;
+	return chk_log(&k);
+}

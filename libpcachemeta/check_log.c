@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Check passes over the key log: walk, ksets, keys, where the log ends. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_int.h"
+#include "le.h"
+
+struct span {
+	uint32_t cseg, seg_off, len;
+	uint32_t key;    /* ordinal in the log, for messages */
+};
+
+struct logchk {
+	struct chk *k;
+	const struct pcm_cache *c;
+	uint8_t *on_log;         /* per cseg: on the log path */
+	struct span *spans;
+	uint64_t nspans, capspans, nkeys;
+	int err;
+};
+
+static void where_key(const struct pcm_walk *w, unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "kset %u:%u key %u", w->pos.cseg, w->pos.seg_off, i);
+}
+
+static uint64_t kset_dev_off(const struct logchk *l, const struct pcm_walk *w)
+{
+	return pcm_pos_dev_off(l->c, w->pos.cseg, w->pos.seg_off);
+}
+
+static int on_kset(const struct pcm_walk *w, void *arg)
+{
+	struct logchk *l = arg;
+	const struct pcm_kset_hdr *h = &w->hdr;
+	char where[64];
+
+	snprintf(where, sizeof(where), "kset %u:%u", w->pos.cseg, w->pos.seg_off);
+	if (l->k->o->progress)
+		l->k->o->progress(w->ksets, l->k->o->arg);
+	if (h->flags & PCM_KSET_F_LAST) {
+		if (h->key_num < l->c->n_segs && l->on_log[h->key_num]++ == 1)
+			chk_report(l->k, PCM_P_LOG_LOOP, kset_dev_off(l, w), where,
+				   "LAST kset leads back to segment %u", h->key_num);
+		return 0;
+	}
+	if (h->flags & ~PCM_KSET_F_LAST)
+		chk_report(l->k, PCM_P_KSET_FLAGS, kset_dev_off(l, w), where, "flags 0x%llx",
+			   (unsigned long long)h->flags);
+	if (h->key_num == 0)
+		chk_report(l->k, PCM_P_KSET_EMPTY, kset_dev_off(l, w), where, "key_num 0");
+	else if (PCM_DATA_SIZE - w->pos.seg_off < pcm_kset_size(h) + PCM_KSET_HDR_SIZE &&
+		 PCM_DATA_SIZE - w->pos.seg_off >= pcm_kset_size(h))
+		chk_report(l->k, PCM_P_KSET_NO_ROOM, kset_dev_off(l, w), where,
+			   "%llu bytes left after it", (unsigned long long)(PCM_DATA_SIZE -
+			   w->pos.seg_off - pcm_kset_size(h)));
+	return 0;
+}
+
+static const enum pcm_problem_code verdict_code[] = {
+	[PCM_KEY_BAD_LEN] = PCM_P_KEY_RANGE, [PCM_KEY_BAD_SEG] = PCM_P_KEY_SEG_RANGE,
+	[PCM_KEY_BAD_SEG_OFF] = PCM_P_KEY_SEG_OFF, [PCM_KEY_BAD_DATA_CRC] = PCM_P_KEY_DATA_CRC,
+	[PCM_KEY_IO] = PCM_P_KEY_IO,
+};
+
+static void key_shape(struct logchk *l, const struct pcm_walk *w, unsigned i,
+		      const struct pcm_key *key, const char *where)
+{
+	struct chk *k = l->k;
+	uint64_t off = kset_dev_off(l, w) + PCM_KSET_HDR_SIZE + (uint64_t)i * PCM_KEY_SIZE;
+	uint64_t win = key->off >> PCM_WINDOW_SHIFT;
+	bool crosses = key->len && ((key->off + key->len - 1) >> PCM_WINDOW_SHIFT) != win;
+
+	if (key->flags & PCM_KEY_F_EMPTY)
+		chk_report(k, PCM_P_KEY_EMPTY, off, where, "off %llu len %u",
+			   (unsigned long long)key->off, key->len);
+	if (key->off % PCM_SECTOR || key->len % PCM_SECTOR || key->seg_off % PCM_SECTOR ||
+	    key->len > (1u << PCM_WINDOW_SHIFT) || crosses)
+		chk_report(k, PCM_P_KEY_UNALIGNED, off, where, "off %llu len %u seg_off %u",
+			   (unsigned long long)key->off, key->len, key->seg_off);
+	if ((key->flags & ~(PCM_KEY_F_EMPTY | PCM_KEY_F_CLEAN)) || key->reserved ||
+	    (!l->c->data_crc && key->data_crc))
+		chk_report(k, PCM_P_KEY_FLAGS, off, where, "flags 0x%x reserved 0x%x data_crc 0x%x",
+			   key->flags, key->reserved, key->data_crc);
+}
+
+static int add_span(struct logchk *l, const struct pcm_key *key)
+{
+	if (l->nspans == l->capspans) {
+		uint64_t cap = l->capspans ? l->capspans * 2 : 1024;
+		struct span *s = realloc(l->spans, cap * sizeof(*s));
+
+		if (!s)
+			return -ENOMEM;
+		l->spans = s;
+		l->capspans = cap;
+	}
+	l->spans[l->nspans++] = (struct span){ key->cseg, key->seg_off, key->len,
+					       (uint32_t)l->nkeys };
+	return 0;
+}
+
+static int on_key(const struct pcm_walk *w, unsigned i, const struct pcm_key *key,
+		  enum pcm_key_verdict v, bool stale, bool dirty, void *arg)
+{
+	struct logchk *l = arg;
+	uint64_t off = kset_dev_off(l, w) + PCM_KSET_HDR_SIZE + (uint64_t)i * PCM_KEY_SIZE;
+	char where[64];
+
+	(void)dirty;
+	l->nkeys++;
+	where_key(w, i, where, sizeof(where));
+	key_shape(l, w, i, key, where);
+	if (v != PCM_KEY_OK) {
+		chk_report(l->k, verdict_code[v], off, where, "off %llu len %u segment %u:%u: %s",
+			   (unsigned long long)key->off, key->len, key->cseg, key->seg_off,
+			   pcm_key_verdict_str(v));
+		return 0;
+	}
+	if (stale) {
+		chk_report(l->k, PCM_P_KEY_STALE, off, where, "seg_gen %llu, segment %u gen %llu",
+			   (unsigned long long)key->seg_gen, key->cseg,
+			   (unsigned long long)l->c->gen[key->cseg]);
+		return 0;
+	}
+	if (key->seg_gen > l->c->gen[key->cseg])
+		chk_report(l->k, PCM_P_KEY_GEN_AHEAD, off, where, "seg_gen %llu, segment %u gen %llu",
+			   (unsigned long long)key->seg_gen, key->cseg,
+			   (unsigned long long)l->c->gen[key->cseg]);
+	l->err = add_span(l, key);
+	return l->err;
+}
+
+static int cmp_span(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	if (x->cseg != y->cseg)
+		return x->cseg < y->cseg ? -1 : 1;
+	return x->seg_off < y->seg_off ? -1 : x->seg_off > y->seg_off;
+}
+
+/* KY8: live keys of one segment must not share data space. */
+static void chk_alias(struct logchk *l)
+{
+	uint64_t reported = 0;
+	char where[64];
+
+	qsort(l->spans, l->nspans, sizeof(*l->spans), cmp_span);
+	for (uint64_t i = 1; i < l->nspans; i++) {
+		const struct span *a = &l->spans[i - 1], *b = &l->spans[i];
+
+		if (a->cseg != b->cseg || (uint64_t)a->seg_off + a->len <= b->seg_off)
+			continue;
+		snprintf(where, sizeof(where), "segment %u", b->cseg);
+		if (reported++ < 1000)
+			chk_report(l->k, PCM_P_KEY_ALIAS, pcm_pos_dev_off(l->c, b->cseg, b->seg_off),
+				   where, "keys #%u and #%u both use data at %u:%u", a->key, b->key,
+				   b->cseg, b->seg_off);
+	}
+}
+
+/* A valid kset at pos?  Returns its size, or 0. */
+static uint32_t valid_kset_at(const struct pcm_cache *c, struct pcm_pos pos, uint32_t *keys)
+{
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	struct pcm_kset_hdr h;
+	uint32_t avail = PCM_DATA_SIZE - pos.seg_off;
+	uint64_t off = pcm_pos_dev_off(c, pos.cseg, pos.seg_off);
+
+	if (avail < PCM_KSET_HDR_SIZE || pcm_dev_read(c->dev, off, buf, PCM_KSET_HDR_SIZE))
+		return 0;
+	pcm_kset_hdr_decode(buf, &h);
+	if (h.magic != PCM_KSET_MAGIC || (!(h.flags & PCM_KSET_F_LAST) && h.key_num > 128) ||
+	    pcm_kset_size(&h) > avail ||
+	    pcm_dev_read(c->dev, off, buf, pcm_kset_size(&h)) ||
+	    h.crc != pcm_kcrc(buf + 4, pcm_kset_size(&h) - 4))
+		return 0;
+	*keys = (h.flags & PCM_KSET_F_LAST) ? 0 : h.key_num;
+	return (uint32_t)pcm_kset_size(&h);
+}
+
+/* LG3: after a corrupt end, look for valid ksets further on in the same segment. */
+static void chk_lost(struct logchk *l, struct pcm_pos end)
+{
+	uint64_t ksets = 0, keys = 0;
+	struct pcm_pos p = { end.cseg, end.seg_off + 8 };
+	char where[64];
+
+	while (p.seg_off + PCM_KSET_HDR_SIZE <= PCM_DATA_SIZE) {
+		uint32_t n = 0, sz = valid_kset_at(l->c, p, &n);
+
+		if (!sz) {
+			p.seg_off += 8;   /* ksets are packed at multiples of 8 */
+			continue;
+		}
+		ksets++;
+		keys += n;
+		p.seg_off += sz;
+	}
+	if (!ksets)
+		return;
+	l->k->res->lost_keys += keys;
+	snprintf(where, sizeof(where), "log end %u:%u", end.cseg, end.seg_off);
+	chk_report(l->k, PCM_P_LOG_LOST_KSETS, pcm_pos_dev_off(l->c, end.cseg, end.seg_off), where,
+		   "%llu valid ksets with %llu keys follow in segment %u",
+		   (unsigned long long)ksets, (unsigned long long)keys, end.cseg);
+}
+
+static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)
+{
+	static const enum pcm_problem_code fail_code[] = {
+		[PCM_FAIL_HOPS] = PCM_P_LOG_HOPS, [PCM_FAIL_NEXT_RANGE] = PCM_P_LOG_NEXT_RANGE,
+		[PCM_FAIL_OVERSIZE] = PCM_P_LOG_KSET_OVERSIZE, [PCM_FAIL_IO] = PCM_P_LOG_IO,
+	};
+	const struct pcm_cache *c = l->c;
+	uint64_t off = pcm_pos_dev_off(c, r->key_head.cseg, r->key_head.seg_off);
+	char where[64];
+
+	snprintf(where, sizeof(where), "kset %u:%u", r->key_head.cseg, r->key_head.seg_off);
+	if (r->stop >= PCM_FAIL_HOPS) {
+		chk_report(l->k, fail_code[r->stop], off, where, "%s", pcm_walk_stop_str(r->stop));
+		return;
+	}
+	if (r->stop == PCM_STOP_TERMINATOR)
+		return;
+	if (pcm_pos_eq(r->key_head, c->key_tail.pos))
+		chk_report(l->k, PCM_P_LOG_START_INVALID, off, where, "%s at key_tail",
+			   pcm_walk_stop_str(r->stop));
+	else
+		chk_report(l->k, PCM_P_LOG_END_CORRUPT, off, where, "%s",
+			   pcm_walk_stop_str(r->stop));
+	chk_lost(l, r->key_head);
+}
+
+static void chk_tails_and_segments(struct logchk *l, const struct pcm_replay *r)
+{
+	const struct pcm_cache *c = l->c;
+	char where[64];
+
+	if (!r->dirty_tail_on_log)
+		chk_report(l->k, PCM_P_DIRTY_TAIL_OFF_LOG,
+			   PCM_DIRTY_TAIL_OFF + (uint64_t)c->dirty_tail.slot * PCM_POS_SIZE, "dirty_tail",
+			   "%u:%u is not met walking the log from key_tail %u:%u to key_head %u:%u",
+			   c->dirty_tail.pos.cseg, c->dirty_tail.pos.seg_off, c->key_tail.pos.cseg,
+			   c->key_tail.pos.seg_off, r->key_head.cseg, r->key_head.seg_off);
+	if (r->dirty_chain_stop >= PCM_FAIL_HOPS)
+		chk_report(l->k, PCM_P_DIRTY_CHAIN_FAIL, UINT64_MAX, "dirty_tail", "%s",
+			   pcm_walk_stop_str(r->dirty_chain_stop));
+	for (uint32_t s = 0; s < c->n_segs; s++) {
+		if (r->seg_used[s] != 3)
+			continue;
+		snprintf(where, sizeof(where), "segment %u", s);
+		chk_report(l->k, PCM_P_LOG_DATA_OVERLAP, pcm_seg_base(c->dseg[s]), where,
+			   "%u live keys point into a segment that holds the log", r->refs[s]);
+	}
+}
+
+static void fill_result(struct pcm_check_result *res, const struct pcm_replay *r)
+{
+	res->replayed = true;
+	res->ksets = r->ksets;
+	res->keys = r->keys;
+	res->live_extents = r->live_extents;
+	res->dirty_bytes = r->dirty_bytes;
+	res->clean_bytes = r->clean_bytes;
+	res->key_head = r->key_head;
+}
+
+int chk_log(struct chk *k)
+{
+	struct pcm_cache *c;
+	struct pcm_replay *r = NULL;
+	struct logchk l = { .k = k };
+	struct pcm_replay_opts ro = { .verify_data = k->o->verify_data, .keep_going = true,
+				      .on_key = on_key, .on_kset = on_kset, .arg = &l };
+	int rc = pcm_cache_open(k->dev, &c, NULL);
+
+	if (rc)
+		return rc;   /* the metadata passes would have said why */
+	c->backing_size = k->o->backing_size;
+	l.c = c;
+	l.on_log = calloc(c->n_segs, 1);
+	rc = l.on_log ? 0 : -ENOMEM;
+	if (!rc) {
+		l.on_log[c->key_tail.pos.cseg] = 1;
+		rc = pcm_replay_run(c, &ro, &r);
+	}
+	if (!rc && l.err)
+		rc = l.err;
+	if (!rc) {
+		chk_walk_end(&l, r);
+		chk_tails_and_segments(&l, r);
+		chk_alias(&l);
+		fill_result(k->res, r);
+	}
+	pcm_replay_free(r);
+	free(l.spans);
+	free(l.on_log);
+	pcm_cache_close(c);
+	return rc;
+}
