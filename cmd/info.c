@@ -17,29 +17,26 @@ static const char usage_text[] =
 
 struct info {
 	const struct pcm_cache *c;
-	const struct pcm_replay *r;
+	const struct pcm_check_result *r;
 	const char *health;
-	char detail[160];
+	char detail[200];
 };
 
+/* Health: "ok", or the kernel's verdict and the worst problem fsck would report. */
 static void judge(struct info *in)
 {
-	const struct pcm_replay *r = in->r;
+	const struct pcm_check_result *r = in->r;
+	const struct pcm_problem_def *d = pcm_problem_def(r->worst);
 
-	in->health = "ok";
 	in->detail[0] = 0;
-	if (r->failed) {
-		in->health = "refused";
-		snprintf(in->detail, sizeof(in->detail), "the kernel would refuse to load: %s",
-			 pcm_replay_error_str(r));
-	} else if (r->stop != PCM_STOP_TERMINATOR) {
-		in->health = "damaged";
-		snprintf(in->detail, sizeof(in->detail), "the log ends early at %u:%u: %s",
-			 r->key_head.cseg, r->key_head.seg_off, pcm_walk_stop_str(r->stop));
-	} else if (!r->dirty_tail_on_log) {
-		in->health = "damaged";
-		snprintf(in->detail, sizeof(in->detail), "dirty_tail is not on the log");
+	if (!r->problems) {
+		in->health = "ok";
+		return;
 	}
+	in->health = r->verdict == PCM_VERDICT_REFUSES ? "refused" :
+		     r->verdict == PCM_VERDICT_RESETS ? "reset" : "damaged";
+	snprintf(in->detail, sizeof(in->detail), "%llu problems, worst %s (%s); run pcache fsck",
+		 (unsigned long long)r->problems, d->name, d->summary);
 }
 
 static void status_line(const struct info *in, char *buf, size_t len)
@@ -55,7 +52,7 @@ static void status_line(const struct info *in, char *buf, size_t len)
 static void print_text(const struct info *in, const char *path)
 {
 	const struct pcm_cache *c = in->c;
-	const struct pcm_replay *r = in->r;
+	const struct pcm_check_result *r = in->r;
 	char sz[32], st[160];
 
 	printf("device:       %s\n", path);
@@ -79,7 +76,7 @@ static void print_text(const struct info *in, const char *path)
 		status_line(in, st, sizeof(st));
 		printf("status_line:  %s\n", st);
 		printf("n_segs:       %u\n", c->n_segs);
-		printf("ksets:        %" PRIu64 " (%" PRIu64 " LAST)\n", r->ksets, r->last_ksets);
+		printf("ksets:        %" PRIu64 " (+%" PRIu64 " LAST)\n", r->ksets, r->last_ksets);
 		printf("keys:         %" PRIu64 " (%" PRIu64 " stale)\n", r->keys, r->stale_keys);
 	}
 }
@@ -87,7 +84,7 @@ static void print_text(const struct info *in, const char *path)
 static void print_json(const struct info *in, const char *path)
 {
 	const struct pcm_cache *c = in->c;
-	const struct pcm_replay *r = in->r;
+	const struct pcm_check_result *r = in->r;
 	json_object *arr = json_object_new_array(), *o = json_object_new_object();
 	char st[160];
 
@@ -126,7 +123,7 @@ int cmd_info(int argc, char **argv)
 	static const struct option longopts[] = { REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 } };
 	struct pcm_dev *dev;
 	struct pcm_cache *c;
-	struct pcm_replay *r;
+	struct pcm_check_result r;
 	struct info in;
 	int opt, rc;
 
@@ -140,19 +137,18 @@ int cmd_info(int argc, char **argv)
 	rc = cli_open_cache(argv[optind], PCM_DEV_RDONLY, &dev, &c);
 	if (rc)
 		return rc;
-	rc = pcm_replay_run(c, NULL, &r);
+	rc = pcm_check_run(dev, NULL, &r);
 	if (rc) {
-		cli_err(argv[optind], "replay failed: %s", strerror(-rc));
+		cli_err(argv[optind], "metadata check failed: %s", strerror(-rc));
 		rc = EXIT_OPERATIONAL;
 		goto out;
 	}
-	in = (struct info){ .c = c, .r = r };
+	in = (struct info){ .c = c, .r = &r };
 	judge(&in);
 	if (cli.json)
 		print_json(&in, argv[optind]);
 	else if (!cli.quiet)
 		print_text(&in, argv[optind]);
-	pcm_replay_free(r);
 out:
 	pcm_cache_close(c);
 	pcm_dev_close(dev);

@@ -67,6 +67,9 @@ void chk_report(struct chk *k, enum pcm_problem_code code, uint64_t off, const c
 	va_start(ap, fmt);
 	vsnprintf(p.detail, sizeof(p.detail), fmt, ap);
 	va_end(ap);
+	if (!k->res->problems ||
+	    defs[code].severity > defs[k->res->worst].severity)
+		k->res->worst = code;
 	k->res->problems++;
 	k->res->by_severity[defs[code].severity]++;
 	note_verdict(k, defs[code].kernel);

@@ -268,6 +268,9 @@ static void fill_result(struct pcm_check_result *res, const struct pcm_replay *r
 	res->dirty_bytes = r->dirty_bytes;
 	res->clean_bytes = r->clean_bytes;
 	res->key_head = r->key_head;
+	res->stale_keys = r->stale_keys;
+	res->last_ksets = r->last_ksets;
+	res->segs_used = r->segs_used;
 }
 
 int chk_log(struct chk *k)
