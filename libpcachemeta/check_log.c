@@ -163,51 +163,26 @@ static void chk_alias(struct logchk *l)
 	}
 }
 
-/* A valid kset at pos?  Returns its size, or 0. */
-static uint32_t valid_kset_at(const struct pcm_cache *c, struct pcm_pos pos, uint32_t *keys)
-{
-	uint8_t buf[PCM_KSET_SIZE_MAX];
-	struct pcm_kset_hdr h;
-	uint32_t avail = PCM_DATA_SIZE - pos.seg_off;
-	uint64_t off = pcm_pos_dev_off(c, pos.cseg, pos.seg_off);
-
-	if (avail < PCM_KSET_HDR_SIZE || pcm_dev_read(c->dev, off, buf, PCM_KSET_HDR_SIZE))
-		return 0;
-	pcm_kset_hdr_decode(buf, &h);
-	if (h.magic != PCM_KSET_MAGIC || (!(h.flags & PCM_KSET_F_LAST) && h.key_num > 128) ||
-	    pcm_kset_size(&h) > avail ||
-	    pcm_dev_read(c->dev, off, buf, pcm_kset_size(&h)) ||
-	    h.crc != pcm_kcrc(buf + 4, pcm_kset_size(&h) - 4))
-		return 0;
-	*keys = (h.flags & PCM_KSET_F_LAST) ? 0 : h.key_num;
-	return (uint32_t)pcm_kset_size(&h);
-}
-
-/* LG3: after a corrupt end, look for valid ksets further on in the same segment. */
+/* LG3: after a corrupt end, the ksets that pcm_walk_salvage() finds are lost to the kernel. */
 static void chk_lost(struct logchk *l, struct pcm_pos end)
 {
-	uint64_t ksets = 0, keys = 0;
-	struct pcm_pos p = { end.cseg, end.seg_off + 8 };
+	struct pcm_walk *w = malloc(sizeof(*w));
+	struct pcm_pos q;
 	char where[64];
 
-	while (p.seg_off + PCM_KSET_HDR_SIZE <= PCM_DATA_SIZE) {
-		uint32_t n = 0, sz = valid_kset_at(l->c, p, &n);
-
-		if (!sz) {
-			p.seg_off += 8;   /* ksets are packed at multiples of 8 */
-			continue;
-		}
-		ksets++;
-		keys += n;
-		p.seg_off += sz;
-	}
-	if (!ksets)
+	if (!w || !pcm_walk_salvage(l->c, end, &q)) {
+		free(w);
 		return;
-	l->k->res->lost_keys += keys;
+	}
+	pcm_walk_init(w, l->c, q);
+	while (pcm_walk_next(w) == PCM_WALK_KSET || w->stop == PCM_STOP_NONE)
+		;
+	l->k->res->lost_keys += w->keys;
 	snprintf(where, sizeof(where), "log end %u:%u", end.cseg, end.seg_off);
 	chk_report(l->k, PCM_P_LOG_LOST_KSETS, pcm_pos_dev_off(l->c, end.cseg, end.seg_off), where,
-		   "%llu valid ksets with %llu keys follow in segment %u",
-		   (unsigned long long)ksets, (unsigned long long)keys, end.cseg);
+		   "%llu valid ksets with %llu keys follow from %u:%u",
+		   (unsigned long long)w->ksets, (unsigned long long)w->keys, q.cseg, q.seg_off);
+	free(w);
 }
 
 static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "overlay.h"
 #include "pcachemeta.h"
 
 struct pcm_dev {
@@ -30,6 +31,7 @@ struct pcm_dev {
 	struct pmem2_map *map;
 	uint8_t *base;
 	pmem2_persist_fn persist;
+	struct pcm_overlay *ov;     /* overlay device: writes stay in memory */
 };
 
 static __thread char dev_errmsg[256];
@@ -175,6 +177,7 @@ void pcm_dev_close(struct pcm_dev *dev)
 {
 	if (!dev)
 		return;
+	ov_free(dev->ov);
 	if (dev->map)
 		pmem2_map_delete(&dev->map);
 	if (dev->fd >= 0)
@@ -212,6 +215,8 @@ int pcm_dev_read(struct pcm_dev *dev, uint64_t off, void *buf, size_t len)
 {
 	if (!range_ok(dev, off, len))
 		return -ERANGE;
+	if (dev->ov)
+		return ov_read(dev->ov, off, buf, len);
 	if (dev->base) {
 		memcpy(buf, dev->base + off, len);
 		return 0;
@@ -239,6 +244,8 @@ int pcm_dev_write(struct pcm_dev *dev, uint64_t off, const void *buf, size_t len
 		return -EROFS;
 	if (!range_ok(dev, off, len))
 		return -ERANGE;
+	if (dev->ov)
+		return ov_write(dev->ov, off, buf, len);
 	if (dev->base) {
 		memcpy(dev->base + off, buf, len);
 		return 0;
@@ -266,6 +273,8 @@ int pcm_dev_zero(struct pcm_dev *dev, uint64_t off, uint64_t len)
 		return -EROFS;
 	if (!range_ok(dev, off, len))
 		return -ERANGE;
+	if (dev->ov)
+		return ov_write(dev->ov, off, NULL, len);
 	if (dev->base) {
 		memset(dev->base + off, 0, len);
 		return 0;
@@ -288,6 +297,8 @@ int pcm_dev_persist(struct pcm_dev *dev, uint64_t off, uint64_t len)
 		return -EROFS;
 	if (!range_ok(dev, off, len))
 		return -ERANGE;
+	if (dev->ov)
+		return 0;
 	if (dev->base) {
 		dev->persist(dev->base + off, len);
 		return 0;
@@ -300,4 +311,30 @@ const void *pcm_dev_ptr(struct pcm_dev *dev, uint64_t off, size_t len)
 	if (!dev->base || !range_ok(dev, off, len))
 		return NULL;
 	return dev->base + off;
+}
+
+int pcm_dev_overlay(struct pcm_dev *base, struct pcm_dev **out)
+{
+	struct pcm_dev *dev = calloc(1, sizeof(*dev));
+
+	if (!dev)
+		return -ENOMEM;
+	dev->fd = -1;
+	dev->flags = PCM_DEV_RDWR;
+	dev->kind = base->kind;
+	dev->size = base->size;
+	dev->path = strdup(base->path);
+	dev->ov = ov_new(base);
+	if (!dev->path || !dev->ov) {
+		pcm_dev_close(dev);
+		return -ENOMEM;
+	}
+	*out = dev;
+	return 0;
+}
+
+const struct pcm_ov_write *pcm_dev_overlay_writes(const struct pcm_dev *dev, uint64_t *n)
+{
+	*n = 0;
+	return dev->ov ? ov_writes(dev->ov, n) : NULL;
 }

@@ -179,3 +179,69 @@ const char *pcm_key_verdict_str(enum pcm_key_verdict v)
 	}
 	return "unknown";
 }
+
+/* A valid kset (magic, key_num, crc, fits) at pos? */
+static bool kset_valid_at(const struct pcm_cache *c, struct pcm_pos pos)
+{
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	struct pcm_kset_hdr h;
+	uint32_t avail = PCM_DATA_SIZE - pos.seg_off;
+	uint64_t off = pcm_pos_dev_off(c, pos.cseg, pos.seg_off);
+
+	if (avail < PCM_KSET_HDR_SIZE || pcm_dev_read(c->dev, off, buf, PCM_KSET_HDR_SIZE))
+		return false;
+	pcm_kset_hdr_decode(buf, &h);
+	if (h.magic != PCM_KSET_MAGIC || (!(h.flags & PCM_KSET_F_LAST) && h.key_num > 128) ||
+	    pcm_kset_size(&h) > avail || pcm_dev_read(c->dev, off, buf, pcm_kset_size(&h)))
+		return false;
+	return h.crc == pcm_kcrc(buf + 4, pcm_kset_size(&h) - 4);
+}
+
+static int zero_at(const struct pcm_cache *c, struct pcm_pos pos)
+{
+	uint8_t buf[PCM_KSET_HDR_SIZE];
+
+	if (PCM_DATA_SIZE - pos.seg_off < PCM_KSET_HDR_SIZE ||
+	    pcm_dev_read(c->dev, pcm_pos_dev_off(c, pos.cseg, pos.seg_off), buf, sizeof(buf)))
+		return 1;
+	return all_zero(buf, sizeof(buf));
+}
+
+/*
+ * Where the log goes on after a corrupt kset at end, if it does.  The kernel
+ * writes a kset's terminator before the kset itself, so a torn kset at the
+ * head has 24 zero bytes right behind it, and what lies further is stale.
+ * A kset damaged later (media error) has the next valid kset behind it
+ * instead.  Only the places a kset of 1..128 keys could end are looked at,
+ * its own key_num's first when its header survived.
+ */
+int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next)
+{
+	uint8_t buf[PCM_KSET_HDR_SIZE];
+	struct pcm_kset_hdr h;
+	struct pcm_pos q = end;
+
+	if (pcm_dev_read(c->dev, pcm_pos_dev_off(c, end.cseg, end.seg_off), buf, sizeof(buf)))
+		return 0;
+	pcm_kset_hdr_decode(buf, &h);
+	if (h.magic == PCM_KSET_MAGIC && !(h.flags & PCM_KSET_F_LAST) && h.key_num >= 1 &&
+	    h.key_num <= 128) {
+		q.seg_off = end.seg_off + (uint32_t)pcm_kset_size(&h);
+		if (q.seg_off >= PCM_DATA_SIZE || zero_at(c, q))
+			return 0;
+		if (kset_valid_at(c, q)) {
+			*next = q;
+			return 1;
+		}
+	}
+	for (uint32_t n = 1; n <= PCM_KSET_KEYS_MAX; n++) {
+		q.seg_off = end.seg_off + PCM_KSET_HDR_SIZE + PCM_KEY_SIZE * n;
+		if (q.seg_off >= PCM_DATA_SIZE || zero_at(c, q))
+			return 0;
+		if (kset_valid_at(c, q)) {
+			*next = q;
+			return 1;
+		}
+	}
+	return 0;
+}
