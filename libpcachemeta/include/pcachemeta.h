@@ -231,6 +231,19 @@ const void *pcm_dev_ptr(struct pcm_dev *dev, uint64_t off, size_t len);
 /* Last error detail from the mapping library, or "". */
 const char *pcm_dev_errmsg(void);
 
+/* One write recorded by an overlay device, in the order it was made. */
+struct pcm_ov_write {
+	uint64_t off;
+	size_t len;
+	uint8_t *data;
+};
+/*
+ * A device whose writes stay in memory (and in an ordered log) while reads see
+ * base plus those writes.  base must outlive it; closing it frees the writes.
+ */
+int pcm_dev_overlay(struct pcm_dev *base, struct pcm_dev **out);
+const struct pcm_ov_write *pcm_dev_overlay_writes(const struct pcm_dev *ov, uint64_t *n);
+
 /* ---- replicated record reads ---- */
 struct pcm_rep_state {
 	bool valid[PCM_REPLICAS];
@@ -376,6 +389,12 @@ enum pcm_walk_event pcm_walk_next(struct pcm_walk *w);
 /* Key i of the current normal kset (i < hdr.key_num). */
 void pcm_walk_key(const struct pcm_walk *w, unsigned i, struct pcm_key *k);
 const char *pcm_walk_stop_str(enum pcm_walk_stop s);
+/*
+ * After a walk ended at a corrupt kset at end: 1 and next = where valid ksets
+ * go on (the corrupt kset was damaged in place), or 0 (torn at the head: what
+ * follows is stale, or nothing follows).
+ */
+int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next);
 
 /* Key decode checks (FORMAT.md 6.5); returns 0 or a PCM_KEY_* code. */
 enum pcm_key_verdict {
@@ -601,7 +620,10 @@ struct pcm_check_result {
 	bool replayed;                 /* the log was walked: counts below are valid */
 	uint64_t ksets, keys, live_extents, dirty_bytes, clean_bytes;
 	uint64_t lost_keys;            /* keys in valid ksets beyond a corrupt log end */
+	uint64_t stale_keys, last_ksets;
+	uint32_t segs_used;
 	struct pcm_pos key_head;
+	enum pcm_problem_code worst;   /* first problem of the highest severity */
 };
 
 /* Runs every check on dev (read-only).  Returns 0 or a negative errno. */
