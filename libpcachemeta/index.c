@@ -208,7 +208,8 @@ static int leaf_replace(struct pcm_index *idx, struct window *w, uint32_t li, ui
 	}
 	if (n <= LEAF_CAP) {
 		memmove(&l->v[a + m], &l->v[b], (l->n - b) * sizeof(*put));
-		memcpy(&l->v[a], put, m * sizeof(*put));
+		if (m)
+			memcpy(&l->v[a], put, m * sizeof(*put));
 		l->n = n;
 		w->end[li] = ext_end(&l->v[n - 1]);
 		return 0;
@@ -219,7 +220,8 @@ static int leaf_replace(struct pcm_index *idx, struct window *w, uint32_t li, ui
 	/* appending at a leaf's end (sequential writes) keeps the left leaf full */
 	h = (a == l->n && b == a) ? LEAF_CAP : n / 2;
 	memcpy(tmp, l->v, a * sizeof(*put));
-	memcpy(tmp + a, put, m * sizeof(*put));
+	if (m)
+		memcpy(tmp + a, put, m * sizeof(*put));
 	memcpy(tmp + a + m, &l->v[b], (l->n - b) * sizeof(*put));
 	memcpy(l->v, tmp, h * sizeof(*put));
 	l->n = h;
