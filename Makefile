@@ -25,7 +25,7 @@ DEP_LIBS_TOOLS := $(shell pkg-config --libs json-c 2>/dev/null)
 ALL_CFLAGS = $(BASEFLAGS) $(DEP_CFLAGS) -DPCACHE_VERSION='"$(VERSION)"' $(CFLAGS)
 
 META_SRC  := $(wildcard libpcachemeta/*.c)
-TOOLS_SRC := $(wildcard pcache-tools/*.c)
+TOOLS_SRC := $(wildcard pcache-tools/*.c pcache-tools/engine/*.c)
 CMD_SRC   := $(wildcard cmd/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/tools/*.c)
@@ -43,7 +43,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/tools/%.c=$(O)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
-.PHONY: all check bench install clean demo unit
+.PHONY: all check bench install clean demo unit deps
 all: $(PCACHE) $(LIBSO) $(LIBA) $(O)/libpcachemeta.pc $(UNIT_BIN) $(HELPER_BIN) $(BENCH_BIN)
 
 $(O)/%.o: %.c
@@ -86,17 +86,27 @@ $(O)/libpcachemeta.pc: libpcachemeta/libpcachemeta.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-check: all
-	tests/run-tests.sh $(O)
+# check, demo and bench first install what is missing (scripts/deps.sh), then
+# build in a sub-make so that pkg-config, installed or not at parse time, is used.
+SUBMAKE = $(MAKE) --no-print-directory $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
+
+deps:
+	@sh scripts/deps.sh
+
+check: deps
+	@$(SUBMAKE) all
+	@bash tests/run-tests.sh $(O)
 
 unit: all
 	tests/run-tests.sh $(O) unit
 
-bench: all
-	bench/run-bench.sh $(O)
+bench: deps
+	@$(SUBMAKE) all
+	@bash bench/run-bench.sh $(O)
 
-demo: all
-	scripts/demo.sh $(O)
+demo: deps
+	@$(SUBMAKE) all
+	@bash scripts/demo.sh $(O)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \

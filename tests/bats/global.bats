@@ -1,0 +1,81 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The global options of `pcache` and what every command must do (CLI.md "Global").
+
+load helpers
+
+# The commands `pcache --help` lists (without `help` itself).
+commands() {
+	"$PCACHE" --help | awk '/^commands:/ { on = 1; next } on && /^   [a-z]/ { print $1 } on && /^$/ { on = 0 }' |
+		grep -vx help
+}
+
+@test "pcache --version prints the version and exits 0" {
+	run --separate-stderr pcache --version
+	assert_status 0
+	version=$(sed -n 's/^VERSION *:= *//p' "$REPO_ROOT/Makefile")
+	[[ "$output" == "pcache $version"* ]] || die "'$output' does not start with 'pcache $version'"
+	[ -z "$stderr" ] || die "stderr: '$stderr'"
+}
+
+@test "pcache --help lists the commands on stdout and exits 0" {
+	run --separate-stderr pcache --help
+	assert_status 0
+	assert_contains "$output" "usage: pcache"
+	assert_contains "$output" "format"
+	assert_contains "$output" "info"
+	[ -z "$stderr" ] || die "stderr: '$stderr'"
+	[ "$(commands | wc -l)" -ge 2 ] || die "no command list in: '$output'"
+}
+
+@test "pcache without a command is a usage error (16), usage on stderr" {
+	run --separate-stderr pcache
+	assert_status 16
+	assert_no_stdout
+	assert_contains "$stderr" "usage: pcache"
+}
+
+@test "pcache with an unknown command is a usage error (16)" {
+	run --separate-stderr pcache no-such-command
+	assert_status 16
+	assert_no_stdout
+	assert_contains "$stderr" "no-such-command"
+	run --separate-stderr pcache --no-such-option
+	assert_status 16
+	assert_no_stdout
+}
+
+@test "pcache help format shows the format manual or usage and exits 0" {
+	run --separate-stderr pcache help format
+	assert_status 0
+	assert_contains "$output" "pcache format"
+	assert_contains "$output" "--data-crc"
+}
+
+@test "pcache help with an unknown command is a usage error (16)" {
+	run --separate-stderr pcache help no-such-command
+	assert_status 16
+	assert_no_stdout
+}
+
+@test "every command's --help exits 0 and prints its usage on stdout" {
+	bad=""
+	for cmd in $(commands); do
+		run --separate-stderr pcache "$cmd" --help
+		if [ "$status" -ne 0 ] || [[ "$output" != "usage: pcache $cmd"* ]] || [ -n "$stderr" ]; then
+			bad="$bad $cmd(exit $status)"
+		fi
+	done
+	[ -z "$bad" ] || die "--help is wrong for:$bad"
+}
+
+@test "every command rejects an unknown option with 16 and nothing on stdout" {
+	bad=""
+	for cmd in $(commands); do
+		run --separate-stderr pcache "$cmd" --no-such-option
+		if [ "$status" -ne 16 ] || [ -n "$output" ] || [ -z "$stderr" ]; then
+			bad="$bad $cmd(exit $status)"
+		fi
+	done
+	[ -z "$bad" ] || die "bad option handling is wrong for:$bad"
+}

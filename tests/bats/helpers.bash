@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Common setup for the pcache CLI tests.  Load with `load helpers` at the top of a .bats file.
+#
+# Environment (tests/run-tests.sh sets all three):
+#   PCACHE           the pcache binary            (default: build/pcache)
+#   PCACHE_BUILD     the build directory          (default: build)
+#   PCACHE_FIXTURES  decompressed kernel fixtures (default: $PCACHE_BUILD/fixtures)
+
+bats_require_minimum_version 1.5.0
+
+REPO_ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+: "${PCACHE_BUILD:=$REPO_ROOT/build}"
+: "${PCACHE:=$PCACHE_BUILD/pcache}"
+: "${PCACHE_FIXTURES:=$PCACHE_BUILD/fixtures}"
+
+# The kernel fixtures (see shared/fixtures/README.md) and what is known about them.
+KERNEL_DEV_SIZE=1071644672
+FX_FRESH_NOCRC=kernel-fresh-1071644672-nocrc.pmem
+FX_FRESH_CRC=kernel-fresh-1071644672-crc.pmem
+FX_DIRTY=kernel-dirty-300w.pmem
+MD5_FRESH_NOCRC=8aba8747c11cecb63b45c789cdec3c0d
+MD5_FRESH_CRC=0f377a997facc37a9e4824c5d3a12045
+
+# `run pcache ...` reads like the command line it tests.
+pcache() {
+	"$PCACHE" "$@"
+}
+
+# Fails the test with a message on stderr (bats prints it under the failing test).
+die() {
+	echo "FAIL: $*" >&2
+	return 1
+}
+
+# mkimg NAME SIZE: a sparse all-zero file in the test's temp dir; prints its path.
+mkimg() {
+	local path="$BATS_TEST_TMPDIR/$1"
+	rm -f "$path"
+	truncate -s "$2" "$path" || return 1
+	echo "$path"
+}
+
+# fixture NAME: path of a decompressed kernel fixture; fails loudly when it is missing.
+fixture() {
+	local path="$PCACHE_FIXTURES/$1"
+	if [ ! -f "$path" ]; then
+		die "kernel fixture $path is missing (tests/run-tests.sh decompresses them from shared/fixtures)"
+		return 1
+	fi
+	echo "$path"
+}
+
+# fixture_copy NAME [DEST]: a writable sparse copy of a fixture in the temp dir; prints its path.
+fixture_copy() {
+	local src dst="$BATS_TEST_TMPDIR/${2:-$1}"
+	src=$(fixture "$1") || return 1
+	cp --sparse=always "$src" "$dst" || return 1
+	chmod u+w "$dst"
+	echo "$dst"
+}
+
+md5() {
+	md5sum "$1" | cut -d' ' -f1
+}
+
+# is_all_zero FILE: every byte of FILE is zero.
+is_all_zero() {
+	cmp -s -n "$(stat -c %s "$1")" "$1" /dev/zero
+}
+
+# Checks on the result of the last `run` (use `run --separate-stderr`).
+assert_status() {
+	[ "$status" -eq "$1" ] ||
+		die "exit status $status, expected $1; stdout: '$output'; stderr: '${stderr:-}'"
+}
+
+assert_no_stdout() {
+	[ -z "$output" ] || die "expected nothing on stdout, got: '$output'"
+}
+
+# assert_error_line CMD DEV: the first stderr line is `pcache CMD: DEV: what: why`.
+assert_error_line() {
+	local first=${stderr%%$'\n'*}
+	[[ "$first" == "pcache $1: $2: "?* ]] ||
+		die "first stderr line '$first' is not 'pcache $1: $2: ...'"
+}
+
+# assert_contains HAYSTACK NEEDLE
+assert_contains() {
+	[[ "$1" == *"$2"* ]] || die "'$2' not found in: '$1'"
+}
+
+# field NAME: the value of `NAME:` in the text output of the last `run` (pcache info).
+field() {
+	local line
+	while IFS= read -r line; do
+		if [[ "$line" == "$1:"* ]]; then
+			line=${line#"$1":}
+			echo "${line#"${line%%[! ]*}"}"
+			return 0
+		fi
+	done <<<"$output"
+	die "no '$1:' line in: '$output'"
+}
+
+# assert_field NAME VALUE
+assert_field() {
+	local got
+	got=$(field "$1") || return 1
+	[ "$got" = "$2" ] || die "$1 is '$got', expected '$2'"
+}
+
+# pyjson FILE 'python code': runs the code with `d` bound to the parsed JSON of FILE.
+pyjson() {
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+exec(sys.argv[2])
+' "$1" "$2"
+}
+
+setup_file() {
+	[ -x "$PCACHE" ] || die "$PCACHE is not built (run make, or set PCACHE)"
+}

@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# tests/run-tests.sh O [unit|bats|all]
+#
+# Runs the pcache-tools test suites against the build in directory O:
+#   - decompresses the kernel fixtures (../shared/fixtures, or $PCACHE_SHARED/fixtures)
+#     into O/fixtures once, as sparse files;
+#   - unit:  every O/tests/test_* program (TAP-style `ok - ...` / `not ok - ...` lines);
+#   - bats:  every tests/bats/*.bats with `bats --tap`;
+#   - all:   both, plus the SPDX header check, two -Werror builds (clang, gcc) and the
+#            unit tests built with clang's ASan+UBSan (results prefixed `asan:`).
+# Prints every suite's output and ends with one line `N passed, N failed`
+# (`, N skipped` when tests were skipped); exits 1 when anything failed.
+set -u
+
+usage() {
+	echo "usage: tests/run-tests.sh BUILD_DIR [unit|bats|all]" >&2
+	exit 2
+}
+
+[ $# -ge 1 ] || usage
+MODE=${2:-all}
+case "$MODE" in unit | bats | all) ;; *) usage ;; esac
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 2
+mkdir -p "$1" || exit 2
+O=$(cd "$1" && pwd)
+
+# Builds run from here are not sub-makes of whatever make called us.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+SHARED=${PCACHE_SHARED:-$ROOT/../shared}
+export PCACHE_BUILD="$O"
+export PCACHE="$O/pcache"
+export PCACHE_FIXTURES="$O/fixtures"
+
+# Per-suite time limits (seconds): a hung test must not eat the whole CI run.
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-900}
+BATS_TIMEOUT=${BATS_TIMEOUT:-1200}
+ASAN_TIMEOUT=${ASAN_TIMEOUT:-1800}
+
+passed=0
+failed=0
+skipped=0
+failures=()
+
+LOG=$(mktemp -d "${TMPDIR:-/tmp}/pcache-tests.XXXXXX") || exit 2
+trap 'rm -rf "$LOG"' EXIT
+
+section() {
+	printf '\n# ==== %s ====\n' "$*"
+}
+
+record_pass() {
+	passed=$((passed + 1))
+	echo "ok - $1"
+}
+
+record_fail() {
+	failed=$((failed + 1))
+	failures+=("$1")
+	echo "not ok - $1"
+}
+
+# count_tap PREFIX FILE: adds the ok / not ok / skip lines of FILE to the totals.
+# Sets tap_ok, tap_notok, tap_plan for the caller.
+count_tap() {
+	local prefix=$1 file=$2 line name
+	tap_ok=0
+	tap_notok=0
+	tap_plan=""
+	while IFS= read -r line || [ -n "$line" ]; do
+		case "$line" in
+		"not ok"*)
+			tap_notok=$((tap_notok + 1))
+			failed=$((failed + 1))
+			name=${line#not ok}
+			name=${name# }
+			[[ "$name" =~ ^[0-9]+\ (.*) ]] && name=${BASH_REMATCH[1]}
+			name=${name#- }
+			failures+=("$prefix${name}")
+			;;
+		"ok"*)
+			tap_ok=$((tap_ok + 1))
+			shopt -s nocasematch
+			if [[ "$line" == *"# skip"* ]]; then
+				skipped=$((skipped + 1))
+			else
+				passed=$((passed + 1))
+			fi
+			shopt -u nocasematch
+			;;
+		[0-9]*..[0-9]*)
+			tap_plan=${line#*..}
+			;;
+		esac
+	done <"$file"
+}
+
+# Status of a finished program as words, for failure lines.
+describe_status() {
+	local rc=$1
+	if [ "$rc" -eq 124 ]; then
+		echo "timed out"
+	elif [ "$rc" -gt 128 ]; then
+		echo "crashed (signal $((rc - 128)))"
+	else
+		echo "exited with status $rc"
+	fi
+}
+
+# run_unit PREFIX BINARY TIMEOUT: one unit test program.
+run_unit() {
+	local prefix=$1 bin=$2 limit=$3 name rc out
+	name=$(basename "$bin")
+	out="$LOG/$prefix$name.out"
+	section "${prefix}unit: $name"
+	timeout -k 10 "$limit" "$bin" >"$out" 2>&1 </dev/null
+	rc=$?
+	if [ -n "$prefix" ]; then
+		sed -E "s/^(not ok|ok)( -)? ?/\1 - ${prefix}${name}: /" "$out"
+	else
+		cat "$out"
+	fi
+	count_tap "$prefix$name: " "$out"
+	if [ "$rc" -gt 128 ] || [ "$rc" -eq 124 ]; then
+		# A crash or a hang is a failure even after some `not ok` lines.
+		record_fail "$prefix$name: $(describe_status "$rc")"
+	elif [ "$rc" -ne 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "$prefix$name: $(describe_status "$rc") without a 'not ok' line"
+	elif [ "$rc" -eq 0 ] && [ "$tap_ok" -eq 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "$prefix$name: printed no test result"
+	fi
+}
+
+unit_binaries() {
+	local dir=$1 f
+	for f in "$dir"/tests/test_*; do
+		[ -f "$f" ] && [ -x "$f" ] && echo "$f"
+	done
+}
+
+run_units() {
+	local prefix=$1 dir=$2 limit=$3 n=0 bin
+	while IFS= read -r bin; do
+		run_unit "$prefix" "$bin" "$limit"
+		n=$((n + 1))
+	done < <(unit_binaries "$dir")
+	if [ "$n" -eq 0 ]; then
+		section "${prefix}unit"
+		record_fail "${prefix}unit: no test_* programs in $dir/tests (was the tree built?)"
+	fi
+}
+
+run_bats() {
+	local f name rc out n=0
+	if ! command -v bats >/dev/null 2>&1; then
+		section "bats"
+		record_fail "bats: the bats program is not installed (run scripts/deps.sh)"
+		return
+	fi
+	for f in tests/bats/*.bats; do
+		[ -f "$f" ] || continue
+		n=$((n + 1))
+		name=$(basename "$f" .bats)
+		out="$LOG/bats-$name.out"
+		section "bats: $f"
+		timeout -k 10 "$BATS_TIMEOUT" bats --tap "$f" >"$out" 2>&1 </dev/null
+		rc=$?
+		cat "$out"
+		count_tap "$name: " "$out"
+		if [ "$rc" -eq 124 ] || [ "$rc" -gt 128 ]; then
+			record_fail "$name.bats: $(describe_status "$rc")"
+		elif [ -n "$tap_plan" ] && [ $((tap_ok + tap_notok)) -lt "$tap_plan" ]; then
+			record_fail "$name.bats: only $((tap_ok + tap_notok)) of $tap_plan tests reported"
+		elif [ "$rc" -ne 0 ] && [ "$tap_notok" -eq 0 ]; then
+			record_fail "$name.bats: bats $(describe_status "$rc") without a 'not ok' line"
+		elif [ "$tap_ok" -eq 0 ] && [ "$tap_notok" -eq 0 ]; then
+			record_fail "$name.bats: ran no test"
+		fi
+	done
+	if [ "$n" -eq 0 ]; then
+		section "bats"
+		record_fail "bats: no tests/bats/*.bats files"
+	fi
+}
+
+# Decompresses every fixture once; sparse, and again only when the .zst is newer.
+prepare_fixtures() {
+	local src dst f
+	section "fixtures"
+	if [ ! -d "$SHARED/fixtures" ]; then
+		cat <<EOF
+###########################################################################
+#  KERNEL FIXTURES NOT FOUND: $SHARED/fixtures
+#  The tests that compare with images written by the real kernel cannot run.
+#  Put the shared/ directory beside the repository, or set PCACHE_SHARED.
+###########################################################################
+EOF
+		record_fail "fixtures: $SHARED/fixtures is missing"
+		return
+	fi
+	mkdir -p "$PCACHE_FIXTURES"
+	for src in "$SHARED"/fixtures/*; do
+		[ -f "$src" ] || continue
+		f=$(basename "$src")
+		case "$f" in
+		*.zst)
+			dst="$PCACHE_FIXTURES/${f%.zst}"
+			if [ -f "$dst" ] && ! [ "$src" -nt "$dst" ]; then
+				continue
+			fi
+			echo "# decompressing $f"
+			rm -f "$dst" "$dst.tmp"
+			if ! zstd -q -d --long=31 --sparse "$src" -o "$dst.tmp" ||
+				! mv -f "$dst.tmp" "$dst"; then
+				rm -f "$dst.tmp"
+				record_fail "fixtures: cannot decompress $src"
+				continue
+			fi
+			;;
+		*)
+			dst="$PCACHE_FIXTURES/$f"
+			if [ -f "$dst" ] && ! [ "$src" -nt "$dst" ]; then
+				continue
+			fi
+			cp -p "$src" "$dst" || record_fail "fixtures: cannot copy $src"
+			;;
+		esac
+	done
+	echo "# fixtures in $PCACHE_FIXTURES"
+}
+
+# build_check NAME DIR make-args...: one -Werror build, counted as one test.
+build_check() {
+	local name=$1 dir=$2 out rc
+	shift 2
+	out="$LOG/build-$(basename "$dir").out"
+	section "build: $name"
+	make -j"$JOBS" O="$dir" "$@" all >"$out" 2>&1 </dev/null
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		record_pass "build: $name"
+	else
+		grep -E '(error|warning):' "$out" | head -n 40
+		tail -n 15 "$out"
+		record_fail "build: $name"
+	fi
+	return "$rc"
+}
+
+run_spdx() {
+	local out="$LOG/spdx.out"
+	section "spdx"
+	bash tests/tools/spdx-check.sh >"$out" 2>&1 </dev/null
+	local rc=$?
+	cat "$out"
+	count_tap "spdx: " "$out"
+	if [ "$rc" -ne 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "spdx: spdx-check.sh $(describe_status "$rc")"
+	fi
+}
+
+if [ ! -x "$PCACHE" ]; then
+	section "build"
+	record_fail "build: $PCACHE does not exist (run 'make O=$O' first)"
+fi
+
+prepare_fixtures
+
+case "$MODE" in
+unit)
+	run_units "" "$O" "$UNIT_TIMEOUT"
+	;;
+bats)
+	run_bats
+	;;
+all)
+	run_spdx
+	run_units "" "$O" "$UNIT_TIMEOUT"
+	run_bats
+	build_check "clang -Werror" "$O/clang" CC=clang CFLAGS='-O2 -Werror'
+	build_check "gcc -Werror" "$O/gcc" CC=gcc CFLAGS='-O2 -Werror'
+	if build_check "clang ASan+UBSan" "$O/asan" CC=clang \
+		CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer'; then
+		export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
+		export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+		run_units "asan:" "$O/asan" "$ASAN_TIMEOUT"
+	fi
+	;;
+esac
+
+section "summary"
+if [ "${#failures[@]}" -gt 0 ]; then
+	echo "# failed:"
+	printf '#   %s\n' "${failures[@]}"
+fi
+if [ "$skipped" -gt 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
