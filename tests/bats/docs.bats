@@ -1,0 +1,194 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The documentation stays in step with the code: the problem table, the man pages
+# (render cleanly, document every option), the JSON keys and the exit codes.
+
+load helpers
+
+BIN_DIR=$(dirname "$PCACHE")
+PROBLEMS_DOC="$BIN_DIR/tests/problems-doc"
+MKIMAGE="$BIN_DIR/tests/mkimage"
+MAN_DIR="$REPO_ROOT/doc/man"
+
+# The commands `pcache --help` lists (without `help` itself).
+commands() {
+	"$PCACHE" --help | awk '/^commands:/ { on = 1; next } on && /^   [a-z]/ { print $1 } on && /^$/ { on = 0 }' |
+		grep -vx help
+}
+
+# render PAGE: the page as plain text, 80 columns; warnings go to stderr.
+render() {
+	LC_ALL=C MANWIDTH=80 MANPAGER=cat PAGER=cat man --warnings -l "$1"
+}
+
+# options CMD: every option name (-x, --long-name) in `pcache CMD --help`, one per line.
+options() {
+	"$PCACHE" "$1" --help |
+		grep -oE -- '(^|[^A-Za-z0-9-])--?[A-Za-z][A-Za-z0-9-]*' |
+		sed -E 's/^[^-]*//' | sort -u
+}
+
+# poke FILE OFFSET BYTE: overwrites one byte (BYTE in hex, e.g. ff).
+poke() {
+	printf "\\x$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+@test "doc/problems.md holds the problem table the code generates" {
+	[ -x "$PROBLEMS_DOC" ] || die "$PROBLEMS_DOC is not built"
+	run --separate-stderr "$PROBLEMS_DOC"
+	assert_status 0
+	[ -z "$stderr" ] || die "problems-doc: $stderr"
+	want=$output
+	[ "$(printf '%s\n' "$want" | grep -c '^| `')" -ge 50 ] || die "too few rows: $want"
+	doc="$REPO_ROOT/doc/problems.md"
+	grep -qx '<!-- BEGIN problems-doc -->' "$doc" || die "no BEGIN marker in $doc"
+	grep -qx '<!-- END problems-doc -->' "$doc" || die "no END marker in $doc"
+	got=$(sed -n '/^<!-- BEGIN problems-doc -->$/,/^<!-- END problems-doc -->$/p' "$doc" | sed '1d;$d')
+	if [ "$got" != "$want" ]; then
+		diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") >&2 || true
+		die "doc/problems.md is out of date: run '$PROBLEMS_DOC --update doc/problems.md'"
+	fi
+}
+
+@test "problems-doc --update rewrites only the table between the markers" {
+	doc="$BATS_TEST_TMPDIR/problems.md"
+	printf 'intro\n<!-- BEGIN problems-doc -->\nold table\n<!-- END problems-doc -->\nafter\n' >"$doc"
+	run --separate-stderr "$PROBLEMS_DOC" --update "$doc"
+	assert_status 0
+	[ "$(head -n 2 "$doc")" = $'intro\n<!-- BEGIN problems-doc -->' ] || die "head: $(head -n 2 "$doc")"
+	[ "$(tail -n 2 "$doc")" = $'<!-- END problems-doc -->\nafter' ] || die "tail: $(tail -n 2 "$doc")"
+	grep -q 'SB_CRC_BAD' "$doc" || die "no table written"
+	! grep -q 'old table' "$doc" || die "old table kept"
+	printf 'no markers\n' >"$doc"
+	run --separate-stderr "$PROBLEMS_DOC" --update "$doc"
+	[ "$status" -ne 0 ] || die "--update without markers succeeded"
+	[ "$(cat "$doc")" = "no markers" ] || die "file without markers was changed"
+}
+
+@test "every man page renders without warnings" {
+	command -v man >/dev/null || die "man is not installed"
+	command -v groff >/dev/null || die "groff is not installed"
+	n=0
+	for page in "$MAN_DIR"/*.8; do
+		[ -f "$page" ] || continue
+		n=$((n + 1))
+		run --separate-stderr render "$page"
+		assert_status 0
+		[ -z "$stderr" ] || die "$(basename "$page"): man warnings: $stderr"
+		assert_contains "$output" "NAME"
+		run --separate-stderr groff -man -Tutf8 -ww -z "$page"
+		assert_status 0
+		[ -z "$stderr" ] || die "$(basename "$page"): groff warnings: $stderr"
+	done
+	[ "$n" -ge 6 ] || die "only $n man pages in $MAN_DIR"
+}
+
+@test "every command has a man page with the required sections, listed in pcache(8)" {
+	main=$(render "$MAN_DIR/pcache.8")
+	for s in NAME SYNOPSIS DESCRIPTION COMMANDS "GLOBAL OPTIONS" "EXIT STATUS" FILES "SEE ALSO"; do
+		grep -qx "$s" <<<"$main" || die "pcache.8 has no $s section"
+	done
+	for cmd in $(commands); do
+		page="$MAN_DIR/pcache-$cmd.8"
+		[ -f "$page" ] || die "no man page $page"
+		text=$(render "$page")
+		for s in NAME SYNOPSIS DESCRIPTION OPTIONS OUTPUT "EXIT STATUS" EXAMPLES "SEE ALSO"; do
+			grep -qx "$s" <<<"$text" || die "pcache-$cmd.8 has no $s section"
+		done
+		grep -qE "^ +$cmd( |$)" <<<"$main" || die "pcache.8 does not list $cmd under COMMANDS"
+		assert_contains "$main" "pcache-$cmd(8)"
+	done
+}
+
+@test "every option of every command's --help is in its man page" {
+	missing=""
+	for cmd in $(commands); do
+		text=$(render "$MAN_DIR/pcache-$cmd.8")
+		opts=$(options "$cmd")
+		[ -n "$opts" ] || die "no options parsed from 'pcache $cmd --help'"
+		for opt in $opts; do
+			grep -qE -- "(^|[^A-Za-z0-9-])$opt([^A-Za-z0-9-]|$)" <<<"$text" ||
+				missing="$missing $cmd:$opt"
+		done
+	done
+	[ -z "$missing" ] || die "options missing from the man pages:$missing"
+}
+
+@test "pcache help CMD exits 0 for every command" {
+	for cmd in $(commands); do
+		run --separate-stderr pcache help "$cmd"
+		assert_status 0
+		assert_contains "$output" "pcache $cmd"
+	done
+}
+
+@test "doc/exit-codes.md lists every exit code of pcache-tools/cli.h" {
+	doc="$REPO_ROOT/doc/exit-codes.md"
+	n=0
+	while read -r name value; do
+		n=$((n + 1))
+		grep -qF "| $value | \`$name\` |" "$doc" || die "$name = $value is not in $doc"
+	done < <(sed -nE 's/^\s*(EXIT_[A-Z]+) = ([0-9]+),.*/\1 \2/p' "$REPO_ROOT/pcache-tools/cli.h")
+	[ "$n" -ge 6 ] || die "only $n exit codes found in cli.h"
+}
+
+@test "doc/json.md documents every key the commands print" {
+	[ -x "$MKIMAGE" ] || die "$MKIMAGE is not built"
+	img="$BATS_TEST_TMPDIR/a.pmem"
+	"$MKIMAGE" --size 1G --data-crc --writes 3000 --clean-pct 30 --quiet "$img" ||
+		die "mkimage failed"
+	# b: the first kset corrupt (the log ends at once) and one segment info replica bad.
+	b="$BATS_TEST_TMPDIR/b.pmem"
+	cp --sparse=always "$img" "$b"
+	poke "$b" $((20480 + 12288 + 40)) ff
+	poke "$b" $((20480 + 5 * 16777216 + 4096 + 9)) ff
+	# c: segment 0 has no valid segment info: the cache does not open.
+	c="$BATS_TEST_TMPDIR/c.pmem"
+	cp --sparse=always "$img" "$c"
+	poke "$c" $((20480 + 9)) ff
+	poke "$c" $((20480 + 4096 + 9)) ff
+	out="$BATS_TEST_TMPDIR/json"
+	mkdir -p "$out"
+	i=0
+	for dev in "$img" "$b" "$c"; do
+		for h in "" -u; do
+			for args in "info" "dump" "dump --all-replicas" "replay --verify-data" "fsck --verify-data"; do
+				i=$((i + 1))
+				# shellcheck disable=SC2086
+				"$PCACHE" $args --json $h "$dev" >"$out/$i.json" 2>/dev/null || true
+			done
+		done
+	done
+	run --separate-stderr python3 - "$REPO_ROOT/doc/json.md" "$out" <<'EOF'
+import json, os, sys
+doc = open(sys.argv[1]).read()
+keys, types, files = set(), set(), 0
+def walk(v):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            keys.add(k)
+            if k == "type":
+                types.add(x)
+            walk(x)
+    elif isinstance(v, list):
+        for x in v:
+            walk(x)
+for f in sorted(os.listdir(sys.argv[2])):
+    text = open(os.path.join(sys.argv[2], f)).read()
+    if not text:
+        continue
+    d = json.loads(text)
+    assert isinstance(d, list), f + ": top level is not an array"
+    files += 1
+    walk(d)
+assert files >= 20, "only %d JSON outputs" % files
+missing = sorted(k for k in keys | types if "`%s`" % k not in doc)
+print("keys: %d, record types: %d, missing: %s" % (len(keys), len(types), missing))
+sys.exit(1 if missing else 0)
+EOF
+	[ "$status" -eq 0 ] || die "doc/json.md misses: $output $stderr"
+	# The outputs covered the interesting shapes.
+	for k in crc_expected reason note code; do
+		grep -rqF "\"$k\"" "$out" || die "no JSON output had '$k': the test images changed"
+	done
+}
