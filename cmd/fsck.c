@@ -5,24 +5,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "builtin.h"
 
 static const char usage_text[] =
-	"usage: pcache fsck [-n] [-f] [--verify-data] [--backing PATH] [--json [-u]] [-q] [-v] DEV\n\n"
+	"usage: pcache fsck [-n | -p | -y] [-f] [--verify-data] [--backing PATH] [--undo FILE]\n"
+	"                   [--json [-u]] [-q] [-v] DEV\n\n"
 	"Checks every structure the kernel reads when it loads DEV, and more, and says\n"
-	"what the kernel would do about each problem.  Exit: 0 clean, 4 problems found,\n"
-	"8 operational error (cannot open, not a pcache device), 16 usage error.\n\n"
-	"  -n, --no             check only, open read-only (the default)\n"
-	"  -f, --force          check everything even if the cache looks clean (always done)\n"
+	"what the kernel would do about each problem; with -p or -y it repairs them.\n"
+	"Exit (bits OR together): 0 clean, 1 problems fixed, 4 problems left, 8 operational\n"
+	"error (cannot open, busy, not a pcache device), 16 usage error, 32 cancelled.\n\n"
+	"  -n, --no             check only, open read-only (the default without a terminal)\n"
+	"  -p, --preen          fix only what is safe without a person\n"
+	"  -y, --yes            fix everything fixable\n"
+	"                       (neither, on a terminal: ask before each fix)\n"
+	"  --dry-run            with -p/-y: print the fixes, write nothing\n"
+	"  --undo FILE          save every byte range before it is overwritten (pcache undo)\n"
+	"  -f, --force          check everything (always done); repair over bad blocks\n"
 	"  --verify-data        also verify every key's data checksum (reads all cached data)\n"
 	"  --backing PATH       the backing device: key bounds are checked against its size\n"
 	"  --json               the report as JSON (an array of one object)\n"
 	"  -u, --human          with --json: sizes and offsets for people\n"
 	"  -q, --quiet          only the problem lines\n"
 	"  -v, --verbose        more detail\n";
+
+struct pcm_repair_plan;
+static json_object *plan_json(const struct pcm_repair_plan *plan);
 
 #define SHOW_PER_CODE 20u      /* text: problem lines shown per code */
 #define KEEP_PER_CODE 1000u    /* JSON: problems kept per code */
@@ -32,6 +43,16 @@ struct fsck_state {
 	uint64_t per_code[PCM_P_COUNT];
 	json_object *problems;     /* JSON mode */
 	char first[200];           /* the first problem, for the not-a-pcache error */
+	bool declined, all_yes, dry_run;
+};
+
+enum fsck_mode { MODE_CHECK, MODE_PREEN, MODE_YES, MODE_ASK };
+
+struct fsck_args {
+	enum fsck_mode mode;
+	bool mode_set, dry_run;
+	const char *undo;
+	struct pcm_check_opts o;
 };
 
 static json_object *problem_json(const struct pcm_problem *p)
@@ -124,7 +145,8 @@ static void summary_text(const struct fsck_state *s, const struct pcm_check_resu
 		       r->lost_keys);
 }
 
-static void summary_json(struct fsck_state *s, const struct pcm_check_result *r)
+static void summary_json(struct fsck_state *s, const struct pcm_check_result *r,
+			 const struct pcm_repair_plan *plan)
 {
 	json_object *arr = json_object_new_array(), *o = json_object_new_object();
 
@@ -144,92 +166,257 @@ static void summary_json(struct fsck_state *s, const struct pcm_check_result *r)
 	json_object_object_add(o, "clean_bytes", cli_json_size(r->clean_bytes));
 	json_object_object_add(o, "lost_keys", cli_json_u64(r->lost_keys));
 	json_object_object_add(o, "key_head", r->replayed ? cli_json_pos(r->key_head) : NULL);
-	json_object_object_add(o, "problems", s->problems);
-	s->problems = NULL;
+	json_object_object_add(o, "problems", json_object_get(s->problems));
+	if (plan)
+		json_object_object_add(o, "repair", plan_json(plan));
 	json_object_array_add(arr, o);
 	cli_json_print(arr);
 	json_object_put(arr);
 }
 
-static int backing_size(const char *path, uint64_t *out)
-{
-	struct pcm_dev *b;
-	int rc = cli_open_dev(path, PCM_DEV_RDONLY | PCM_DEV_NOMAP, &b);
 
-	if (rc)
-		return rc;
-	*out = pcm_dev_size(b);
-	pcm_dev_close(b);
-	if (!*out) {
-		cli_err(path, "backing device is empty");
+static json_object *plan_json(const struct pcm_repair_plan *plan)
+{
+	json_object *o = json_object_new_object(), *acts = json_object_new_array();
+
+	for (uint64_t i = 0; i < plan->nact; i++) {
+		const struct pcm_repair_action *a = &plan->act[i];
+		json_object *j = json_object_new_object();
+
+		json_object_object_add(j, "code", json_object_new_string(pcm_problem_def(a->code)->name));
+		json_object_object_add(j, "location", json_object_new_string(a->where));
+		json_object_object_add(j, "action", json_object_new_string(a->what));
+		json_object_object_add(j, "writes", cli_json_u64(a->nwrites));
+		json_object_object_add(j, "lost_keys", cli_json_u64(a->lost_keys));
+		json_object_object_add(j, "lost_dirty_bytes", cli_json_size(a->lost_dirty_bytes));
+		json_object_array_add(acts, j);
+	}
+	json_object_object_add(o, "actions", acts);
+	json_object_object_add(o, "lost_keys", cli_json_u64(plan->lost_keys));
+	json_object_object_add(o, "lost_dirty_bytes", cli_json_size(plan->lost_dirty_bytes));
+	json_object_object_add(o, "remaining_problems", cli_json_u64(plan->after.problems));
+	json_object_object_add(o, "kernel_verdict_after",
+			       json_object_new_string(verdict_str(plan->after.verdict)));
+	return o;
+}
+
+/* Interactive mode: one question per fix, e2fsck style (y, n, a = yes to all). */
+static bool ask(const struct pcm_problem *p, const char *what, void *arg)
+{
+	struct fsck_state *s = arg;
+	char line[16];
+
+	if (s->all_yes)
+		return true;
+	fprintf(stderr, "%s at %s: %s.\nFix: %s? [y/n/a] ", pcm_problem_def(p->code)->name,
+		p->where, p->detail, what);
+	if (!fgets(line, sizeof(line), stdin)) {
+		s->declined = true;
+		return false;
+	}
+	if (line[0] == 'a' || line[0] == 'A')
+		s->all_yes = true;
+	if (line[0] == 'y' || line[0] == 'Y' || s->all_yes)
+		return true;
+	s->declined = true;
+	return false;
+}
+
+static void plan_text(const struct fsck_state *s, const struct pcm_repair_plan *plan)
+{
+	const struct pcm_check_result *b = &plan->before, *a = &plan->after;
+
+	for (uint64_t i = 0; i < plan->nact; i++)
+		printf("%s: %s at %s: %s\n", s->dry_run ? "would fix" : "fixed",
+		       pcm_problem_def(plan->act[i].code)->name, plan->act[i].where,
+		       plan->act[i].what);
+	if (cli.quiet)
+		return;
+	if (plan->lost_keys || plan->lost_dirty_bytes)
+		printf("%s: %" PRIu64 " keys (%" PRIu64 " dirty bytes) %s lost: they were unusable\n",
+		       s->dev, plan->lost_keys, plan->lost_dirty_bytes,
+		       s->dry_run ? "would be" : "were");
+	printf("%s: %" PRIu64 " problems found, %" PRIu64 " changes %s; %" PRIu64
+	       " problems remain; the kernel would %s this cache\n", s->dev, b->problems,
+	       plan->nact, s->dry_run ? "planned (nothing written)" : "made", a->problems,
+	       a->verdict == PCM_VERDICT_LOADS ? "load" :
+	       a->verdict == PCM_VERDICT_RESETS ? "re-initialise" : "refuse");
+}
+
+static int apply(struct fsck_state *s, struct fsck_args *a, struct pcm_dev *dev,
+		 const struct pcm_repair_plan *plan)
+{
+	struct pcm_undo *u = NULL;
+	sigset_t block, old;
+	int rc = a->undo ? pcm_undo_create(a->undo, dev, &u) : 0;
+
+	if (rc) {
+		cli_err(a->undo, "cannot create undo file: %s", strerror(-rc));
+		return EXIT_OPERATIONAL;
+	}
+	/* a repair stopped half way is safe, but one finished is what was promised */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	rc = pcm_repair_apply(dev, plan, u);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	pcm_undo_close(u);
+	if (rc) {
+		cli_err(s->dev, "repair failed while writing: %s", strerror(-rc));
+		if (a->undo)
+			cli_hint("'pcache undo %s %s' puts back what was written", a->undo, s->dev);
 		return EXIT_OPERATIONAL;
 	}
 	return EXIT_OK;
 }
 
-static int parse(int argc, char **argv, struct pcm_check_opts *o, const char **dev)
+static bool is_pcache(struct fsck_state *s, struct pcm_dev *dev)
+{
+	struct pcm_sb sb;
+
+	if (pcm_dev_size(dev) < PCM_SB_OFF + PCM_SB_SIZE || pcm_read_sb(dev, &sb, NULL) ||
+	    sb.magic != PCM_SB_MAGIC) {
+		cli_err(s->dev, "not a pcache device: no pcache superblock: nothing was changed");
+		return false;
+	}
+	return true;
+}
+
+static int repair(struct fsck_state *s, struct fsck_args *a)
+{
+	struct pcm_repair_opts ro = {
+		.mode = a->mode == MODE_PREEN ? PCM_REPAIR_SAFE :
+			a->mode == MODE_YES ? PCM_REPAIR_ALL : PCM_REPAIR_ASK,
+		.verify_data = a->o.verify_data, .backing_size = a->o.backing_size,
+		.ask = ask, .report = report, .arg = s,
+	};
+	struct pcm_repair_plan *plan = NULL;
+	struct pcm_dev *dev;
+	int rc = cli_open_dev(s->dev, a->dry_run ? PCM_DEV_RDONLY : PCM_DEV_RDWR | PCM_DEV_EXCL,
+			      &dev);
+
+	s->dry_run = a->dry_run;
+	if (rc)
+		return rc;
+	if (!is_pcache(s, dev)) {
+		pcm_dev_close(dev);
+		return EXIT_OPERATIONAL;
+	}
+	rc = pcm_repair_plan(dev, &ro, &plan);
+	if (rc) {
+		cli_err(s->dev, "repair planning failed: %s", strerror(-rc));
+		pcm_dev_close(dev);
+		return EXIT_OPERATIONAL;
+	}
+	if (plan->nact && !a->dry_run)
+		rc = apply(s, a, dev, plan);
+	if (!rc) {
+		if (cli.json)
+			summary_json(s, &plan->before, plan);
+		else
+			plan_text(s, plan);
+		rc = (plan->nact && !a->dry_run ? EXIT_FIXED : 0) |
+		     (plan->after.problems ? EXIT_UNCORRECTED : 0) |
+		     (s->declined ? EXIT_CANCELLED : 0);
+	}
+	pcm_repair_plan_free(plan);
+	pcm_dev_close(dev);
+	return rc;
+}
+
+static int set_mode(struct fsck_args *a, enum fsck_mode m)
+{
+	if (a->mode_set && a->mode != m)
+		return cli_usage_error("-n, -p and -y exclude each other");
+	a->mode = m;
+	a->mode_set = true;
+	return -2;
+}
+
+static int parse(int argc, char **argv, struct fsck_args *a, const char **dev)
 {
 	static const struct option longopts[] = {
 		{ "no", no_argument, NULL, 'n' },
+		{ "preen", no_argument, NULL, 'p' },
+		{ "yes", no_argument, NULL, 'y' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "dry-run", no_argument, NULL, 'D' },
+		{ "undo", required_argument, NULL, 'U' },
 		{ "verify-data", no_argument, NULL, 'V' },
 		{ "backing", required_argument, NULL, 'B' },
 		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
-	int c, rc;
+	int c, rc = -2;
 
-	while ((c = getopt_long(argc, argv, "+nfuqvh", longopts, NULL)) != -1) {
+	while (rc == -2 && (c = getopt_long(argc, argv, "+npyfuqvh", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'n': case 'f': break;
-		case 'V': o->verify_data = true; break;
-		case 'B':
-			rc = backing_size(optarg, &o->backing_size);
-			if (rc)
-				return rc;
-			break;
+		case 'n': rc = set_mode(a, MODE_CHECK); break;
+		case 'p': rc = set_mode(a, MODE_PREEN); break;
+		case 'y': rc = set_mode(a, MODE_YES); break;
+		case 'f': break;
+		case 'D': a->dry_run = true; break;
+		case 'U': a->undo = optarg; break;
+		case 'V': a->o.verify_data = true; break;
+		case 'B': rc = cli_backing_size(optarg, &a->o.backing_size); rc = rc ? rc : -2; break;
 		default:
 			rc = cmd_common_opt(c, usage_text);
 			if (rc != -2)
 				return rc < 0 ? EXIT_USAGE : rc;
 		}
 	}
+	if (rc != -2)
+		return rc;
 	if (optind + 1 != argc)
 		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
+	if (!a->mode_set)
+		a->mode = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) ? MODE_ASK : MODE_CHECK;
+	if (a->mode == MODE_CHECK && (a->undo || a->dry_run))
+		return cli_usage_error("--undo and --dry-run go with -p, -y or the interactive mode");
 	*dev = argv[optind];
 	return -2;
+}
+
+static int check_only(struct fsck_state *s, struct fsck_args *a)
+{
+	struct pcm_check_result r;
+	struct pcm_dev *dev;
+	int rc = cli_open_dev(s->dev, PCM_DEV_RDONLY, &dev);
+
+	if (rc)
+		return rc;
+	a->o.report = report;
+	a->o.progress = progress;
+	a->o.arg = s;
+	rc = pcm_check_run(dev, &a->o, &r);
+	cli_progress_done();
+	pcm_dev_close(dev);
+	if (rc) {
+		cli_err(s->dev, "check failed: %s", strerror(-rc));
+		return EXIT_OPERATIONAL;
+	}
+	if (r.not_pcache) {
+		cli_err(s->dev, "not a pcache device: %s", s->first);
+		return EXIT_OPERATIONAL;
+	}
+	if (cli.json)
+		summary_json(s, &r, NULL);
+	else
+		summary_text(s, &r);
+	return r.problems ? EXIT_UNCORRECTED : EXIT_OK;
 }
 
 int cmd_fsck(int argc, char **argv)
 {
 	struct fsck_state s = { 0 };
-	struct pcm_check_opts o = { .report = report, .progress = progress, .arg = &s };
-	struct pcm_check_result r;
-	struct pcm_dev *dev;
-	int rc = parse(argc, argv, &o, &s.dev);
+	struct fsck_args a = { 0 };
+	int rc = parse(argc, argv, &a, &s.dev);
 
 	if (rc != -2)
 		return rc;
-	rc = cli_open_dev(s.dev, PCM_DEV_RDONLY, &dev);
-	if (rc)
-		return rc;
 	if (cli.json)
 		s.problems = json_object_new_array();
-	rc = pcm_check_run(dev, &o, &r);
-	cli_progress_done();
-	pcm_dev_close(dev);
-	if (rc) {
-		json_object_put(s.problems);
-		cli_err(s.dev, "check failed: %s", strerror(-rc));
-		return EXIT_OPERATIONAL;
-	}
-	if (r.not_pcache) {
-		json_object_put(s.problems);
-		cli_err(s.dev, "not a pcache device: %s", s.first);
-		return EXIT_OPERATIONAL;
-	}
-	if (cli.json)
-		summary_json(&s, &r);
-	else
-		summary_text(&s, &r);
-	return r.problems ? EXIT_UNCORRECTED : EXIT_OK;
+	rc = a.mode == MODE_CHECK ? check_only(&s, &a) : repair(&s, &a);
+	json_object_put(s.problems);
+	return rc;
 }

@@ -18,7 +18,8 @@ static const struct command commands[] = {
 	{ "info", cmd_info, "show the status of a cache (what dmsetup status would say)" },
 	{ "dump", cmd_dump, "print every on-media structure with its checksum verdict" },
 	{ "replay", cmd_replay, "replay the key log and print the extent map" },
-	{ "fsck", cmd_fsck, "check a cache and explain every problem" },
+	{ "fsck", cmd_fsck, "check a cache, explain every problem, repair it" },
+	{ "undo", cmd_undo, "put back what a repair's undo file saved" },
 };
 
 static void usage(FILE *f)
@@ -53,7 +54,8 @@ int cmd_common_opt(int c, const char *usage_text)
 		return EXIT_OK;
 	case '?':
 	case ':':
-		fprintf(stderr, "%s", usage_text);
+		cli_usage_error("option '%s': unknown, or its argument is missing",
+				cli.argv && optind > 0 ? cli.argv[optind - 1] : "?");
 		return EXIT_USAGE;
 	}
 	return -1;
@@ -92,6 +94,7 @@ static int help(int argc, char **argv)
 	}
 	char *args[] = { argv[1], (char *)"--help", NULL };
 	cli.cmd = c->name;
+	cli.argv = args;
 	return c->fn(2, args);
 }
 
@@ -120,5 +123,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	cli.cmd = c->name;
+	cli.argv = argv + 1;
+	opterr = 0;
 	return c->fn(argc - 1, argv + 1);
 }

@@ -57,23 +57,6 @@ static int parse(int argc, char **argv, struct replay_args *a)
 	return -2;
 }
 
-/* The backing size the kernel checks keys against: whole 512-byte sectors. */
-static int backing_size(const char *path, uint64_t *size)
-{
-	struct pcm_dev *b;
-	int rc = cli_open_dev(path, PCM_DEV_RDONLY | PCM_DEV_NOMAP, &b);
-
-	if (rc)
-		return rc;
-	if (pcm_dev_kind(b) == PCM_DEV_DAX) {
-		cli_err(path, "cannot use as backing device: not a block device or regular file");
-		rc = EXIT_OPERATIONAL;
-	}
-	*size = pcm_dev_size(b) / PCM_SECTOR * PCM_SECTOR;
-	pcm_dev_close(b);
-	return rc;
-}
-
 static const char *crc_verdict(const struct emit *em, const struct pcm_extent *e)
 {
 	if (e->flags & PCM_EXT_CRC_BAD)
@@ -144,7 +127,7 @@ static json_object *summary_json(const struct pcm_cache *c, const struct pcm_rep
 	json_object_object_add(o, "live_keys", cli_json_u64(r->live_extents));
 	json_object_object_add(o, "dirty_bytes", cli_json_size(r->dirty_bytes));
 	json_object_object_add(o, "clean_bytes", cli_json_size(r->clean_bytes));
-	json_object_object_add(o, "segments_used", cli_json_u64(r->segs_used));
+	json_object_object_add(o, "segs_used", cli_json_u64(r->segs_used));
 	json_object_object_add(o, "key_head", cli_json_pos(r->key_head));
 	json_object_object_add(o, "dirty_tail", cli_json_pos(c->dirty_tail.pos));
 	json_object_object_add(o, "key_tail", cli_json_pos(c->key_tail.pos));
@@ -216,7 +199,7 @@ static int run(const struct replay_args *a, struct pcm_cache *c)
 	struct pcm_replay_opts o = { .verify_data = a->verify };
 	struct emit em = { .c = c, .a = a };
 	struct pcm_replay *r;
-	int rc = a->backing ? backing_size(a->backing, &c->backing_size) : EXIT_OK;
+	int rc = a->backing ? cli_backing_size(a->backing, &c->backing_size) : EXIT_OK;
 
 	if (rc)
 		return rc;

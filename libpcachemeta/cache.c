@@ -104,7 +104,7 @@ static int load_cache_info(struct pcm_cache *c, struct pcm_open_status *st)
 	return 0;
 }
 
-static int cache_load(struct pcm_cache *c, struct pcm_open_status *st)
+static int cache_load(struct pcm_cache *c, struct pcm_open_status *st, bool relaxed)
 {
 	int rc = pcm_read_sb(c->dev, &c->sb, NULL);
 
@@ -131,14 +131,17 @@ static int cache_load(struct pcm_cache *c, struct pcm_open_status *st)
 		return -ENOMEM;
 	}
 	rc = load_chain(c, st);
-	if (!rc)
-		rc = load_tail(c, 0, st);
-	if (!rc)
-		rc = load_tail(c, 1, st);
+	if (!rc && load_tail(c, 0, st) && !relaxed)
+		return -EIO;
+	if (!rc && load_tail(c, 1, st) && !relaxed)
+		return -EIO;
+	if (relaxed)
+		st->err = rc ? st->err : PCM_OPEN_OK;
 	return rc;
 }
 
-int pcm_cache_open(struct pcm_dev *dev, struct pcm_cache **out, struct pcm_open_status *st)
+static int cache_open(struct pcm_dev *dev, struct pcm_cache **out, struct pcm_open_status *st,
+		      bool relaxed)
 {
 	struct pcm_open_status local;
 	struct pcm_cache *c = calloc(1, sizeof(*c));
@@ -153,13 +156,23 @@ int pcm_cache_open(struct pcm_dev *dev, struct pcm_cache **out, struct pcm_open_
 	}
 	c->dev = dev;
 	c->dev_size = pcm_dev_size(dev);
-	rc = cache_load(c, st);
+	rc = cache_load(c, st, relaxed);
 	if (rc) {
 		pcm_cache_close(c);
 		return rc;
 	}
 	*out = c;
 	return 0;
+}
+
+int pcm_cache_open(struct pcm_dev *dev, struct pcm_cache **out, struct pcm_open_status *st)
+{
+	return cache_open(dev, out, st, false);
+}
+
+int pcm_cache_open_relaxed(struct pcm_dev *dev, struct pcm_cache **out)
+{
+	return cache_open(dev, out, NULL, true);
 }
 
 void pcm_cache_close(struct pcm_cache *c)

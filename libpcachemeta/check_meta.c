@@ -40,7 +40,8 @@ static int chk_sb(struct chk *k)
 	v = pcm_sb_check(&k->sb, k->size);
 	k->seg_num = k->sb.seg_num;
 	if (v != PCM_SB_OK) {
-		k->res->not_pcache = v == PCM_SB_UNFORMATTED || v == PCM_SB_BAD_MAGIC;
+		k->res->not_pcache = v == PCM_SB_UNFORMATTED || v == PCM_SB_BAD_MAGIC ||
+				     v == PCM_SB_TOO_SMALL;
 		chk_report(k, code[v], PCM_SB_OFF, "superblock", "%s (seg_num %u, device fits %u)",
 			   pcm_sb_verdict_str(v), k->sb.seg_num, fit);
 		k->stop = true;

@@ -24,6 +24,7 @@ struct cli_common {
 	const char *cmd;      /* "format", "info", ... */
 	int quiet, verbose;
 	bool json, human;
+	char **argv;          /* the command's argv, for option errors */
 };
 
 extern struct cli_common cli;
@@ -48,6 +49,8 @@ int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev);
 /* Opens DEV and its cache (load checks), printing the error line; returns an exit code. */
 int cli_open_cache(const char *path, unsigned dev_flags, struct pcm_dev **dev,
 		   struct pcm_cache **cache);
+/* Size of a backing device as the kernel sees it (whole sectors); refuses empty or dax. */
+int cli_backing_size(const char *path, uint64_t *size);
 /* Message for an errno from pcm_dev_open, with the device busy case spelled out. */
 const char *cli_dev_strerror(int err);
 

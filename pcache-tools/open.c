@@ -43,3 +43,22 @@ int cli_open_cache(const char *path, unsigned flags, struct pcm_dev **dev,
 	*dev = NULL;
 	return EXIT_OPERATIONAL;
 }
+
+int cli_backing_size(const char *path, uint64_t *size)
+{
+	struct pcm_dev *b;
+	int rc = cli_open_dev(path, PCM_DEV_RDONLY | PCM_DEV_NOMAP, &b);
+
+	if (rc)
+		return rc;
+	*size = pcm_dev_size(b) / PCM_SECTOR * PCM_SECTOR;   /* the kernel counts sectors */
+	if (pcm_dev_kind(b) == PCM_DEV_DAX) {
+		cli_err(path, "cannot use as backing device: not a block device or regular file");
+		rc = EXIT_OPERATIONAL;
+	} else if (!*size) {
+		cli_err(path, "cannot use as backing device: smaller than one 512-byte sector");
+		rc = EXIT_OPERATIONAL;
+	}
+	pcm_dev_close(b);
+	return rc;
+}

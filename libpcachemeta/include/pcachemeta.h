@@ -320,6 +320,8 @@ struct pcm_open_status {
 };
 
 int pcm_cache_open(struct pcm_dev *dev, struct pcm_cache **out, struct pcm_open_status *st);
+/* Like pcm_cache_open, but bad tails are tolerated (left as 0:0): for salvage. */
+int pcm_cache_open_relaxed(struct pcm_dev *dev, struct pcm_cache **out);
 void pcm_cache_close(struct pcm_cache *c);   /* does not close dev */
 const char *pcm_open_error_str(const struct pcm_open_status *st);
 
@@ -630,6 +632,65 @@ struct pcm_check_result {
 int pcm_check_run(struct pcm_dev *dev, const struct pcm_check_opts *o,
 		  struct pcm_check_result *res);
 
+/* ---- repair: planned on an overlay, applied once (with an undo file) ---- */
+enum pcm_repair_mode {
+	PCM_REPAIR_SAFE = 0,      /* fsck -p: only problems marked safe_fix */
+	PCM_REPAIR_ALL,           /* fsck -y: everything fixable */
+	PCM_REPAIR_ASK,           /* ask() decides per action */
+};
+
+struct pcm_repair_action {
+	enum pcm_problem_code code;    /* the problem it fixes */
+	char where[64];
+	char what[200];                /* what changes, for people */
+	uint64_t lost_keys;            /* keys this action gives up (never recoverable ones only) */
+	uint64_t lost_dirty_bytes;
+	uint64_t first_write, nwrites; /* its writes in the overlay's write log */
+};
+
+struct pcm_repair_opts {
+	enum pcm_repair_mode mode;
+	bool verify_data;
+	uint64_t backing_size;
+	/* PCM_REPAIR_ASK: true to apply the action described. */
+	bool (*ask)(const struct pcm_problem *p, const char *what, void *arg);
+	/* Each problem of the first check, as pcm_check_run reports it. */
+	void (*report)(const struct pcm_problem *p, void *arg);
+	void *arg;
+};
+
+struct pcm_repair_plan {
+	struct pcm_dev *ov;            /* the repaired image, in memory */
+	struct pcm_repair_action *act;
+	uint64_t nact;
+	struct pcm_check_result before, after;
+	uint64_t lost_keys, lost_dirty_bytes;
+	bool can_fix_all;              /* after.problems == 0 */
+};
+
+/* Plans every allowed fix for dev (opened read-only is fine). */
+int pcm_repair_plan(struct pcm_dev *dev, const struct pcm_repair_opts *o,
+		    struct pcm_repair_plan **out);
+void pcm_repair_plan_free(struct pcm_repair_plan *p);
+/* True when a problem code has a repair at all. */
+bool pcm_problem_fixable(enum pcm_problem_code code);
+
+/* ---- undo files (e2undo style): every range saved before it is overwritten ---- */
+struct pcm_undo;
+/* Creates FILE bound to dev (size and superblock); fails with -EEXIST if it exists. */
+int pcm_undo_create(const char *path, struct pcm_dev *dev, struct pcm_undo **out);
+/* Saves [off, off+len) of dev as it is now, and a CRC of what will be written there. */
+int pcm_undo_save(struct pcm_undo *u, struct pcm_dev *dev, uint64_t off, size_t len,
+		  const void *new_data);
+/* Seals the file with the superblock the device ends with. */
+int pcm_undo_finish(struct pcm_undo *u, struct pcm_dev *dev);
+void pcm_undo_close(struct pcm_undo *u);
+/* Puts every saved range back, newest first.  -ESTALE: FILE belongs to another device. */
+int pcm_undo_apply(const char *path, struct pcm_dev *dev, uint64_t *ranges);
+
+/* Applies a plan's writes to dev in order, each persisted, saving to u first if not NULL. */
+int pcm_repair_apply(struct pcm_dev *dev, const struct pcm_repair_plan *p, struct pcm_undo *u);
+
 /* ---- appending to the log (FORMAT.md 6.2, 6.3, 6.8): one open kset, no GC ---- */
 struct pcm_appender;
 /* Told of each normal kset once written: its keys in slot order and where it lies. */
@@ -668,6 +729,26 @@ unsigned pcm_appender_open_keys(const struct pcm_appender *a);
 void pcm_appender_free(struct pcm_appender *a);
 /* Flushes and frees; returns the flush result. */
 int pcm_appender_close(struct pcm_appender *a);
+
+/* ---- run-time record writes (FORMAT.md 3.3), appender segments, index scans ---- */
+/*
+ * key_tail (which 0) or dirty_tail (which 1) := pos, seq = newest + 1, persisted; c's tail
+ * is updated.  in_place false writes the slot not holding the newest copy (crash-safe,
+ * read correctly by the kernel); true overwrites the newest copy, which is what the kernel
+ * does for its first tail write after a load (its later writes alternate, i.e. false).
+ */
+int pcm_tail_write(struct pcm_cache *c, int which, struct pcm_pos pos, bool in_place);
+/* Segment gen := gen with the advance-then-write rule (other slot, seq + 1), persisted. */
+int pcm_gen_write(struct pcm_cache *c, uint32_t cseg, uint64_t gen);
+/*
+ * Takes a free segment (lowest free from the allocation hint, FORMAT.md 4) for a caller
+ * that places data itself, but only while more than keep segments stay free; -ENOSPC.
+ */
+int pcm_appender_take_seg(struct pcm_appender *a, uint32_t keep, uint32_t *cseg);
+/* Returns a segment to the free set (GC reclaimed it); -EINVAL if free, -EBUSY for key_head's. */
+int pcm_appender_release_seg(struct pcm_appender *a, uint32_t cseg);
+/* Extent covering off, else the first one after off in off's window, else NULL. */
+const struct pcm_extent *pcm_index_lookup_ge(const struct pcm_index *idx, uint64_t off);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Log repair.  A kset cannot be rewritten in place safely (a torn rewrite
+ * fails its CRC and ends the log), so the damaged part of a log segment,
+ * from the first kset that must change to the segment's end, is rebuilt in a
+ * free segment and spliced in with one 24-byte LAST kset written over the
+ * first changed kset.  Until that LAST is durable the old log stands.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repair_int.h"
+
+struct span { uint32_t cseg, seg_off, len; uint64_t ord; };
+
+struct lfix {
+	struct rplan *r;
+	struct pcm_cache *c;
+	struct pcm_replay *rep;
+	uint8_t *log_seg;          /* per cseg: on the log path */
+	uint8_t *used;             /* per cseg: must not be taken for the rebuilt part */
+	uint8_t *visited;          /* per cseg: on the log path up to the rebuilt segment */
+	uint64_t *alias_drop;      /* sorted ordinals of older aliasing keys */
+	uint64_t nalias;
+	struct span *spans;
+	uint64_t nspans, capspans, ord;
+	/* the rebuild */
+	uint8_t *buf;
+	uint32_t len;
+	uint64_t kept_ksets, dropped, dropped_dirty, salvaged_ksets, lost_corrupt;
+	struct pcm_pos map_from[2];  /* dirty_tail old -> new, if it moves */
+};
+
+static int gather_kset(const struct pcm_walk *w, void *arg)
+{
+	struct lfix *f = arg;
+
+	if (w->hdr.flags & PCM_KSET_F_LAST && w->hdr.key_num < f->c->n_segs)
+		f->log_seg[w->hdr.key_num] = 1;
+	return 0;
+}
+
+static int gather_key(const struct pcm_walk *w, unsigned i, const struct pcm_key *k,
+		      enum pcm_key_verdict v, bool stale, bool dirty, void *arg)
+{
+	struct lfix *f = arg;
+
+	(void)w; (void)i; (void)dirty;
+	f->ord++;
+	if (v != PCM_KEY_OK || stale || (k->flags & PCM_KEY_F_EMPTY))
+		return 0;
+	if (f->nspans == f->capspans) {
+		uint64_t cap = f->capspans ? f->capspans * 2 : 1024;
+		struct span *s = realloc(f->spans, cap * sizeof(*s));
+
+		if (!s)
+			return -ENOMEM;
+		f->spans = s;
+		f->capspans = cap;
+	}
+	f->spans[f->nspans++] = (struct span){ k->cseg, k->seg_off, k->len, f->ord };
+	return 0;
+}
+
+static int cmp_span(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	if (x->cseg != y->cseg)
+		return x->cseg < y->cseg ? -1 : 1;
+	return x->seg_off < y->seg_off ? -1 : x->seg_off > y->seg_off;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Of two live keys sharing data space, the older lost its data to the newer. */
+static int find_aliases(struct lfix *f)
+{
+	qsort(f->spans, f->nspans, sizeof(*f->spans), cmp_span);
+	f->alias_drop = malloc((f->nspans ? f->nspans : 1) * sizeof(uint64_t));
+	if (!f->alias_drop)
+		return -ENOMEM;
+	for (uint64_t i = 1; i < f->nspans; i++) {
+		const struct span *a = &f->spans[i - 1], *b = &f->spans[i];
+
+		if (a->cseg == b->cseg && (uint64_t)a->seg_off + a->len > b->seg_off)
+			f->alias_drop[f->nalias++] = a->ord < b->ord ? a->ord : b->ord;
+	}
+	qsort(f->alias_drop, f->nalias, sizeof(uint64_t), cmp_u64);
+	return 0;
+}
+
+static bool alias_dropped(const struct lfix *f, uint64_t ord)
+{
+	return bsearch(&ord, f->alias_drop, f->nalias, sizeof(uint64_t), cmp_u64) != NULL;
+}
+
+/* What happens to a key: 0 keep (maybe fixed in *k), else the problem that drops it. */
+static enum pcm_problem_code key_fate(const struct lfix *f, struct pcm_key *k, uint64_t ord)
+{
+	static const enum pcm_problem_code vc[] = {
+		[PCM_KEY_BAD_LEN] = PCM_P_KEY_RANGE, [PCM_KEY_BAD_SEG] = PCM_P_KEY_SEG_RANGE,
+		[PCM_KEY_BAD_SEG_OFF] = PCM_P_KEY_SEG_OFF,
+		[PCM_KEY_BAD_DATA_CRC] = PCM_P_KEY_DATA_CRC, [PCM_KEY_IO] = PCM_P_KEY_IO,
+	};
+	enum pcm_key_verdict v = pcm_key_check(f->c, k, true);
+
+	if (v != PCM_KEY_OK)
+		return vc[v];
+	if (k->flags & PCM_KEY_F_EMPTY)
+		return PCM_P_KEY_EMPTY;
+	if (k->seg_gen < f->c->gen[k->cseg])
+		return PCM_P_KEY_STALE;
+	if (f->log_seg[k->cseg])
+		return PCM_P_LOG_DATA_OVERLAP;
+	if (ord && alias_dropped(f, ord))
+		return PCM_P_KEY_ALIAS;
+	if (k->seg_gen > f->c->gen[k->cseg])
+		k->seg_gen = f->c->gen[k->cseg];
+	k->flags &= PCM_KEY_F_CLEAN;
+	k->reserved = 0;
+	if (!f->c->data_crc)
+		k->data_crc = 0;
+	return 0;
+}
+
+static void put_kset(struct lfix *f, const struct pcm_key *keys, unsigned n)
+{
+	struct pcm_kset_hdr h = { .key_num = n, .magic = PCM_KSET_MAGIC };
+	uint8_t *at = f->buf + f->len;
+
+	for (unsigned i = 0; i < n; i++)
+		pcm_key_encode(&keys[i], at + PCM_KSET_HDR_SIZE + (size_t)i * PCM_KEY_SIZE);
+	pcm_kset_hdr_encode(&h, at);
+	pcm_record_seal(at, pcm_kset_size(&h));
+	f->len += (uint32_t)pcm_kset_size(&h);
+	f->kept_ksets++;
+}
+
+static void put_end(struct lfix *f, bool last, uint32_t next)
+{
+	struct pcm_kset_hdr h = { .key_num = next, .magic = PCM_KSET_MAGIC,
+				  .flags = PCM_KSET_F_LAST };
+
+	memset(f->buf + f->len, 0, PCM_KSET_HDR_SIZE);
+	if (last) {
+		pcm_kset_hdr_encode(&h, f->buf + f->len);
+		pcm_record_seal(f->buf + f->len, PCM_KSET_HDR_SIZE);
+	}
+}
+
+/* Keeps the keys of the current kset that survive, counting the others as lost. */
+static void rebuild_kset(struct lfix *f, const struct pcm_walk *w, uint64_t *ord, bool dirty)
+{
+	struct pcm_key keys[PCM_KSET_KEYS_MAX];
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < w->hdr.key_num; i++) {
+		struct pcm_key k;
+
+		pcm_walk_key(w, i, &k);
+		++*ord;
+		if (key_fate(f, &k, *ord)) {
+			f->dropped++;
+			if (dirty && !(k.flags & PCM_KEY_F_CLEAN))
+				f->dropped_dirty += k.len;
+			continue;
+		}
+		if (k.cseg < f->c->n_segs)
+			f->used[k.cseg] = 1;
+		keys[n++] = k;
+	}
+	if (n)
+		put_kset(f, keys, n);
+}
+
+struct rebuild {
+	struct pcm_pos p;          /* first kset to change */
+	uint64_t ord;              /* keys before p in log order */
+	bool dirty;                /* dirty_tail met before p */
+	bool last;                 /* the rebuilt part ends with a LAST kset */
+	uint32_t next;
+	bool move_dt;              /* dirty_tail lies after p in the segment */
+	uint32_t dt_new;           /* its offset in the rebuilt part */
+};
+
+/* Walks from p to the end of p's segment, rebuilding into f->buf. */
+static void rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
+{
+	struct pcm_pos dt = f->c->dirty_tail.pos;
+	bool dt_set = false;
+
+	pcm_walk_init(w, f->c, rb->p);
+	for (;;) {
+		struct pcm_pos at = w->has_next ? w->next : w->pos;
+		enum pcm_walk_event ev;
+
+		if (pcm_pos_eq(at, dt))
+			rb->dirty = true;
+		if (rb->move_dt && !dt_set && at.seg_off >= dt.seg_off) {
+			rb->dt_new = f->len;
+			dt_set = true;
+		}
+		ev = pcm_walk_next(w);
+		if (ev == PCM_WALK_KSET) {
+			rebuild_kset(f, w, &rb->ord, rb->dirty);
+			continue;
+		}
+		if (ev == PCM_WALK_LAST && !f->visited[w->next.cseg]) {
+			rb->last = true;
+			rb->next = w->next.cseg;
+		}
+		if (ev == PCM_WALK_END && w->stop != PCM_STOP_TERMINATOR) {
+			struct pcm_pos q;
+
+			if (pcm_walk_salvage(f->c, w->pos, &q)) {
+				f->lost_corrupt++;
+				f->salvaged_ksets++;
+				pcm_walk_init(w, f->c, q);
+				continue;
+			}
+		}
+		if (ev == PCM_WALK_FAIL && w->stop == PCM_FAIL_OVERSIZE)
+			f->lost_corrupt++;
+		break;
+	}
+	if (rb->move_dt && !dt_set)
+		rb->dt_new = f->len;
+	put_end(f, rb->last, rb->next);
+}
+
+/* Does the current kset have to change (flags, no keys, no room, a key to drop or fix)? */
+static bool kset_needs_change(struct lfix *f, const struct pcm_walk *w, uint64_t ord)
+{
+	const struct pcm_kset_hdr *h = &w->hdr;
+
+	if (h->flags & PCM_KSET_F_LAST)
+		return f->visited[h->key_num];
+	if (h->flags || h->key_num == 0 ||
+	    PCM_DATA_SIZE - w->pos.seg_off - pcm_kset_size(h) < PCM_KSET_HDR_SIZE)
+		return true;
+	for (unsigned i = 0; i < h->key_num; i++) {
+		struct pcm_key k, k2;
+		uint8_t a[PCM_KEY_SIZE], b[PCM_KEY_SIZE];
+
+		pcm_walk_key(w, i, &k);
+		k2 = k;
+		if (key_fate(f, &k2, ord + i + 1))
+			return true;
+		pcm_key_encode(&k, a);
+		pcm_key_encode(&k2, b);
+		if (memcmp(a, b, sizeof(a)))
+			return true;
+	}
+	return false;
+}
+
+/* Finds the first kset, in log order, that must change; false when none. */
+static bool find_first_change(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
+{
+	struct pcm_pos dt = f->c->dirty_tail.pos;
+	enum pcm_walk_event ev;
+
+	pcm_walk_init(w, f->c, f->c->key_tail.pos);
+	f->visited[f->c->key_tail.pos.cseg] = 1;
+	for (;;) {
+		struct pcm_pos at = w->has_next ? w->next : w->pos;
+
+		if (pcm_pos_eq(at, dt))
+			rb->dirty = true;
+		ev = pcm_walk_next(w);
+		rb->p = w->pos;
+		if (ev == PCM_WALK_END)
+			return w->stop != PCM_STOP_TERMINATOR;
+		if (ev == PCM_WALK_FAIL)
+			return true;
+		if (kset_needs_change(f, w, rb->ord)) {
+			if (pcm_pos_eq(w->pos, dt))
+				rb->dirty = true;
+			return true;
+		}
+		if (ev == PCM_WALK_LAST)
+			f->visited[w->next.cseg] = 1;
+		else
+			rb->ord += w->hdr.key_num;
+	}
+}
+
+/* Segments the rest of the log uses, beyond the rebuilt part. */
+static void mark_rest(struct lfix *f, uint32_t from, struct pcm_walk *w)
+{
+	enum pcm_walk_event ev;
+
+	pcm_walk_init(w, f->c, (struct pcm_pos){ from, 0 });
+	f->used[from] = 1;
+	while ((ev = pcm_walk_next(w)) == PCM_WALK_KSET || ev == PCM_WALK_LAST) {
+		if (ev == PCM_WALK_LAST) {
+			f->used[w->next.cseg] = 1;
+			continue;
+		}
+		for (unsigned i = 0; i < w->hdr.key_num; i++) {
+			struct pcm_key k;
+
+			pcm_walk_key(w, i, &k);
+			if (k.cseg < f->c->n_segs)
+				f->used[k.cseg] = 1;
+		}
+	}
+}
+
+static int free_segment(const struct lfix *f)
+{
+	for (uint32_t s = 0; s < f->c->n_segs; s++)
+		if (!f->used[s] && !f->rep->seg_used[s] && !f->visited[s])
+			return (int)s;
+	return -1;
+}
+
+static const enum pcm_problem_code log_codes[] = {
+	PCM_P_LOG_END_CORRUPT, PCM_P_LOG_LOST_KSETS, PCM_P_LOG_LOOP, PCM_P_LOG_HOPS,
+	PCM_P_LOG_NEXT_RANGE, PCM_P_LOG_KSET_OVERSIZE, PCM_P_LOG_DATA_OVERLAP, PCM_P_KSET_EMPTY,
+	PCM_P_KSET_NO_ROOM, PCM_P_KSET_FLAGS, PCM_P_KEY_RANGE, PCM_P_KEY_SEG_RANGE,
+	PCM_P_KEY_SEG_OFF, PCM_P_KEY_DATA_CRC, PCM_P_KEY_EMPTY, PCM_P_KEY_GEN_AHEAD,
+	PCM_P_KEY_STALE, PCM_P_KEY_FLAGS, PCM_P_KEY_ALIAS,
+};
+
+static const struct pcm_problem *first_log_problem(const struct rplan *r)
+{
+	for (uint64_t i = 0; i < r->nprobs; i++)
+		for (size_t j = 0; j < sizeof(log_codes) / sizeof(log_codes[0]); j++)
+			if (r->probs[i].code == log_codes[j] &&
+			    !seen_has(r, r->probs[i].code, r->probs[i].offset))
+				return &r->probs[i];
+	return NULL;
+}
+
+static int write_end_at(struct lfix *f, struct pcm_pos p, bool last, uint32_t next)
+{
+	uint8_t rec[PCM_KSET_HDR_SIZE];
+	struct pcm_kset_hdr h = { .key_num = next, .magic = PCM_KSET_MAGIC,
+				  .flags = PCM_KSET_F_LAST };
+
+	memset(rec, 0, sizeof(rec));
+	if (last) {
+		pcm_kset_hdr_encode(&h, rec);
+		pcm_record_seal(rec, sizeof(rec));
+	}
+	return pcm_dev_write(f->r->ov, pcm_pos_dev_off(f->c, p.cseg, p.seg_off), rec, sizeof(rec));
+}
+
+/* The writes, in crash-safe order: dirty_tail back to p, new part, LAST at p, dirty_tail on. */
+static int splice(struct lfix *f, const struct rebuild *rb, int n)
+{
+	struct pcm_dev *ov = f->r->ov;
+	int rc = 0;
+
+	if (rb->move_dt)
+		rc = tail_write(ov, 1, rb->p);
+	if (!rc && n < 0)
+		return write_end_at(f, rb->p, rb->last && !f->kept_ksets, rb->next);
+	if (!rc)
+		rc = pcm_dev_write(ov, pcm_pos_dev_off(f->c, (uint32_t)n, 0), f->buf,
+				   f->len + PCM_KSET_HDR_SIZE);
+	if (!rc)
+		rc = write_end_at(f, rb->p, true, (uint32_t)n);
+	if (!rc && rb->move_dt)
+		rc = tail_write(ov, 1, (struct pcm_pos){ (uint32_t)n, rb->dt_new });
+	return rc;
+}
+
+static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_problem *p0)
+{
+	int n = f->kept_ksets ? free_segment(f) : -1;
+	char how[96];
+
+	if (f->kept_ksets && n < 0)
+		snprintf(how, sizeof(how), "no free segment: end the log there, losing %llu ksets",
+			 (unsigned long long)f->kept_ksets);
+	else if (n < 0)
+		snprintf(how, sizeof(how), "%s there", rb->last ? "continue the log" : "end the log");
+	else
+		snprintf(how, sizeof(how), "rebuild it in free segment %d (%llu ksets)", n,
+			 (unsigned long long)f->kept_ksets);
+	if (!act_begin(f->r, p0, "log from %u:%u: %s; %llu keys dropped, %llu corrupt ksets skipped",
+		       rb->p.cseg, rb->p.seg_off, how, (unsigned long long)f->dropped,
+		       (unsigned long long)f->lost_corrupt))
+		return 0;
+	int rc = splice(f, rb, n);
+
+	f->r->cur->lost_keys = f->dropped;
+	f->r->cur->lost_dirty_bytes = f->dropped_dirty;
+	act_end(f->r);
+	return rc ? rc : 1;
+}
+
+static int prepare(struct lfix *f)
+{
+	struct pcm_replay_opts ro = { .verify_data = true, .keep_going = true,
+				      .on_key = gather_key, .on_kset = gather_kset, .arg = f };
+	uint32_t n = f->c->n_segs;
+	int rc;
+
+	f->c->backing_size = f->r->o->backing_size;
+	f->log_seg = calloc(n, 1);
+	f->used = calloc(n, 1);
+	f->visited = calloc(n, 1);
+	f->buf = malloc(PCM_DATA_SIZE);
+	if (!f->log_seg || !f->used || !f->visited || !f->buf)
+		return -ENOMEM;
+	f->log_seg[f->c->key_tail.pos.cseg] = 1;
+	rc = pcm_replay_run(f->c, &ro, &f->rep);
+	return rc ? rc : find_aliases(f);
+}
+
+int fix_log(struct rplan *r)
+{
+	const struct pcm_problem *p0 = first_log_problem(r);
+	struct lfix f = { .r = r };
+	struct rebuild rb = { 0 };
+	struct pcm_walk *w = malloc(sizeof(*w));
+	int rc = 0;
+
+	if (!p0 || !w || pcm_cache_open(r->ov, &f.c, NULL)) {
+		free(w);
+		return w ? 0 : -ENOMEM;
+	}
+	rc = prepare(&f);
+	if (!rc && !find_first_change(&f, &rb, w)) {
+		rc = seen_add(r, p0->code, p0->offset);
+	} else if (!rc) {
+		struct pcm_pos dt = f.c->dirty_tail.pos;
+
+		rb.move_dt = !rb.dirty && dt.cseg == rb.p.cseg && dt.seg_off > rb.p.seg_off;
+		f.used[rb.p.cseg] = 1;
+		rebuild(&f, &rb, w);
+		if (rb.last)
+			mark_rest(&f, rb.next, w);
+		rc = plan_splice(&f, &rb, p0);
+	}
+	pcm_replay_free(f.rep);
+	free(f.log_seg);
+	free(f.used);
+	free(f.visited);
+	free(f.alias_drop);
+	free(f.spans);
+	free(f.buf);
+	free(w);
+	pcm_cache_close(f.c);
+	return rc;
+}
