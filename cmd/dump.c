@@ -651,7 +651,7 @@ int cmd_dump(int argc, char **argv)
 
 	if (rc != -2)
 		return rc;
-	rc = cli_open_dev(d.path, PCM_DEV_RDONLY, &d.dev);
+	rc = cli_open_dev(d.path, PCM_DEV_RDONLY | PCM_DEV_NOMAP, &d.dev);
 	if (rc)
 		return rc;
 	d.dev_size = pcm_dev_size(d.dev);

@@ -20,6 +20,7 @@ static const struct command commands[] = {
 	{ "replay", cmd_replay, "replay the key log and print the extent map" },
 	{ "fsck", cmd_fsck, "check a cache, explain every problem, repair it" },
 	{ "undo", cmd_undo, "put back what a repair's undo file saved" },
+	{ "flush", cmd_flush, "write the dirty data back to the backing device, offline" },
 };
 
 static void usage(FILE *f)
@@ -54,8 +55,8 @@ int cmd_common_opt(int c, const char *usage_text)
 		return EXIT_OK;
 	case '?':
 	case ':':
-		cli_usage_error("option '%s': unknown, or its argument is missing",
-				cli.argv && optind > 0 ? cli.argv[optind - 1] : "?");
+		fprintf(stderr, "pcache %s: option '%s': unknown, or its argument is missing\n%s",
+			cli.cmd, cli.argv && optind > 0 ? cli.argv[optind - 1] : "?", usage_text);
 		return EXIT_USAGE;
 	}
 	return -1;

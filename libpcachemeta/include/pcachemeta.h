@@ -546,8 +546,8 @@ enum pcm_kernel_reaction {
 	X(TAIL_REPLICA_BAD,    NOTE,     IGNORES, true,  "one key_tail/dirty_tail replica is corrupt") \
 	X(TAIL_SEQ_AMBIGUOUS,  WARNING,  SILENT,  false, "both tail replicas valid with equal or opposite seqs") \
 	X(TAIL_RANGE,          ERROR,    REFUSES, false, "key_tail/dirty_tail outside the cache") \
-	X(DIRTY_CHAIN_FAIL,    ERROR,    REFUSES, false, "the log walked from dirty_tail does not terminate") \
-	X(DIRTY_TAIL_OFF_LOG,  CRITICAL, SILENT,  false, "dirty_tail is not on the log between key_tail and key_head") \
+	X(DIRTY_CHAIN_FAIL,    ERROR,    REFUSES, true,  "the log walked from dirty_tail does not terminate") \
+	X(DIRTY_TAIL_OFF_LOG,  CRITICAL, SILENT,  true,  "dirty_tail is not on the log between key_tail and key_head") \
 	X(LOG_START_INVALID,   CRITICAL, ENDS_LOG, false, "key_tail does not point at a kset: the log is empty for the kernel") \
 	X(LOG_END_CORRUPT,     ERROR,    ENDS_LOG, false, "the log ends at a corrupt kset, not at a terminator") \
 	X(LOG_LOST_KSETS,      CRITICAL, ENDS_LOG, false, "valid ksets follow the corrupt end of the log: their keys are lost") \
