@@ -19,9 +19,9 @@ OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASEFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fPIC -pthread -Ilibpcachemeta/include -Ilibpcachemeta -Ipcache-tools
-DEP_CFLAGS := $(shell pkg-config --cflags libpmem2 json-c 2>/dev/null)
+DEP_CFLAGS := $(shell pkg-config --cflags libpmem2 json-c libndctl libdaxctl 2>/dev/null)
 DEP_LIBS_META := $(shell pkg-config --libs libpmem2 2>/dev/null)
-DEP_LIBS_TOOLS := $(shell pkg-config --libs json-c 2>/dev/null)
+DEP_LIBS_TOOLS := $(shell pkg-config --libs json-c libndctl libdaxctl 2>/dev/null)
 ALL_CFLAGS = $(BASEFLAGS) $(DEP_CFLAGS) -DPCACHE_VERSION='"$(VERSION)"' $(CFLAGS)
 
 META_SRC  := $(wildcard libpcachemeta/*.c)
@@ -68,7 +68,7 @@ $(TOOLSA): $(TOOLS_OBJ)
 LINK_ALL = $(TOOLSA) $(LIBA) $(DEP_LIBS_TOOLS) $(DEP_LIBS_META) -pthread -lm
 
 $(PCACHE): $(CMD_OBJ) $(TOOLSA) $(LIBA)
-	$(CC) $(CFLAGS) -o $@ $(CMD_OBJ) $(LINK_ALL)
+	$(CC) $(CFLAGS) -o $@ $(CMD_OBJ) $(LINK_ALL) -lreadline
 
 $(O)/tests/%: $(O)/tests/unit/%.o $(TOOLSA) $(LIBA)
 	@mkdir -p $(dir $@)
@@ -82,9 +82,14 @@ $(O)/bench/%: $(O)/bench/%.o $(TOOLSA) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LINK_ALL)
 
+# libdir and includedir relative to ${prefix} when they are under it, so that
+# `pkg-config --define-prefix` relocates a DESTDIR install.
+PC_REL = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call PC_REL,$(LIBDIR))|' \
+	     -e 's|@INCDIR@|$(call PC_REL,$(INCDIR))|' -e 's|@VERSION@|$(VERSION)|'
+
 $(O)/libpcachemeta.pc: libpcachemeta/libpcachemeta.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+	$(PC_SED) $< > $@
 
 # check, demo and bench first install what is missing (scripts/deps.sh), then
 # build in a sub-make so that pkg-config, installed or not at parse time, is used.
@@ -108,18 +113,20 @@ demo: deps
 	@$(SUBMAKE) all
 	@bash scripts/demo.sh $(O)
 
-install: all
+# The .pc is written again here: PREFIX/LIBDIR given to `make install` may differ from the build's.
+install: $(PCACHE) $(LIBSO) $(LIBA)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
 		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 755 $(PCACHE) $(DESTDIR)$(BINDIR)/pcache
-	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libpcachemeta.a
+	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libpcachemeta.so.$(VERSION)
 	ln -sf libpcachemeta.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpcachemeta.so.$(LIB_MAJOR)
 	ln -sf libpcachemeta.so.$(LIB_MAJOR) $(DESTDIR)$(LIBDIR)/libpcachemeta.so
-	install -m 644 libpcachemeta/include/pcachemeta.h $(DESTDIR)$(INCDIR)/
-	install -m 644 $(O)/libpcachemeta.pc $(DESTDIR)$(PKGCONFIGDIR)/
-	for m in doc/man/*.8; do [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man8/ || true; done
-	[ -e completion/pcache.bash ] && install -m 644 completion/pcache.bash $(DESTDIR)$(BASHCOMPDIR)/pcache || true
+	install -m 644 libpcachemeta/include/pcachemeta.h $(DESTDIR)$(INCDIR)/pcachemeta.h
+	$(PC_SED) libpcachemeta/libpcachemeta.pc.in > $(O)/libpcachemeta.pc.install
+	install -m 644 $(O)/libpcachemeta.pc.install $(DESTDIR)$(PKGCONFIGDIR)/libpcachemeta.pc
+	install -m 644 doc/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 completion/pcache.bash $(DESTDIR)$(BASHCOMPDIR)/pcache
 
 clean:
 	rm -rf $(O)

@@ -24,7 +24,7 @@ static const char usage_text[] =
 	"                       (neither, on a terminal: ask before each fix)\n"
 	"  --dry-run            with -p/-y: print the fixes, write nothing\n"
 	"  --undo FILE          save every byte range before it is overwritten (pcache undo)\n"
-	"  -f, --force          check everything (always done); repair over bad blocks\n"
+	"  -f, --force          check a device in use; repair over bad blocks\n"
 	"  --verify-data        also verify every key's data checksum (reads all cached data)\n"
 	"  --backing PATH       the backing device: key bounds are checked against its size\n"
 	"  --json               the report as JSON (an array of one object)\n"
@@ -50,7 +50,7 @@ enum fsck_mode { MODE_CHECK, MODE_PREEN, MODE_YES, MODE_ASK };
 
 struct fsck_args {
 	enum fsck_mode mode;
-	bool mode_set, dry_run;
+	bool mode_set, dry_run, force;
 	const char *undo;
 	struct pcm_check_opts o;
 };
@@ -69,6 +69,7 @@ static json_object *problem_json(const struct pcm_problem *p)
 	json_object_object_add(o, "detail", json_object_new_string(p->detail));
 	json_object_object_add(o, "kernel", json_object_new_string(pcm_kernel_reaction_str(d->kernel)));
 	json_object_object_add(o, "safe_to_fix", json_object_new_boolean(d->safe_fix));
+	json_object_object_add(o, "fixable", json_object_new_boolean(pcm_problem_fixable(p->code)));
 	return o;
 }
 
@@ -94,7 +95,11 @@ static void report(const struct pcm_problem *p, void *arg)
 	printf("%s: %s at %s", pcm_severity_str(d->severity), d->name, p->where);
 	if (p->offset != UINT64_MAX)
 		printf(" (@%" PRIu64 ")", p->offset);
-	printf(": %s: %s; kernel %s\n", d->summary, p->detail, pcm_kernel_reaction_str(d->kernel));
+	if (p->code == PCM_P_MEDIA_BADBLOCK)   /* the detail says what the kernel does */
+		printf(": %s: %s\n", d->summary, p->detail);
+	else
+		printf(": %s: %s; kernel %s\n", d->summary, p->detail,
+		       pcm_kernel_reaction_str(d->kernel));
 }
 
 static void progress(uint64_t done, void *arg)
@@ -189,11 +194,13 @@ static json_object *plan_json(const struct pcm_repair_plan *plan)
 		json_object_object_add(j, "writes", cli_json_u64(a->nwrites));
 		json_object_object_add(j, "lost_keys", cli_json_u64(a->lost_keys));
 		json_object_object_add(j, "lost_dirty_bytes", cli_json_size(a->lost_dirty_bytes));
+		json_object_object_add(j, "lost_ksets", cli_json_u64(a->lost_ksets));
 		json_object_array_add(acts, j);
 	}
 	json_object_object_add(o, "actions", acts);
 	json_object_object_add(o, "lost_keys", cli_json_u64(plan->lost_keys));
 	json_object_object_add(o, "lost_dirty_bytes", cli_json_size(plan->lost_dirty_bytes));
+	json_object_object_add(o, "lost_ksets", cli_json_u64(plan->lost_ksets));
 	json_object_object_add(o, "remaining_problems", cli_json_u64(plan->after.problems));
 	json_object_object_add(o, "kernel_verdict_after",
 			       json_object_new_string(verdict_str(plan->after.verdict)));
@@ -232,10 +239,10 @@ static void plan_text(const struct fsck_state *s, const struct pcm_repair_plan *
 		       plan->act[i].what);
 	if (cli.quiet)
 		return;
-	if (plan->lost_keys || plan->lost_dirty_bytes)
-		printf("%s: %" PRIu64 " keys (%" PRIu64 " dirty bytes) %s lost: they were unusable\n",
-		       s->dev, plan->lost_keys, plan->lost_dirty_bytes,
-		       s->dry_run ? "would be" : "were");
+	if (plan->lost_keys || plan->lost_dirty_bytes || plan->lost_ksets)
+		printf("%s: %" PRIu64 " keys (%" PRIu64 " dirty bytes) and %" PRIu64 " corrupt ksets %s"
+		       " lost: they were unusable\n", s->dev, plan->lost_keys,
+		       plan->lost_dirty_bytes, plan->lost_ksets, s->dry_run ? "would be" : "were");
 	printf("%s: %" PRIu64 " problems found, %" PRIu64 " changes %s; %" PRIu64
 	       " problems remain; the kernel would %s this cache\n", s->dev, b->problems,
 	       plan->nact, s->dry_run ? "planned (nothing written)" : "made", a->problems,
@@ -271,6 +278,49 @@ static int apply(struct fsck_state *s, struct fsck_args *a, struct pcm_dev *dev,
 	return EXIT_OK;
 }
 
+/* Index of the action owning write w of the plan, for messages. */
+static const struct pcm_repair_action *write_action(const struct pcm_repair_plan *plan, uint64_t w)
+{
+	for (uint64_t i = 0; i < plan->nact; i++)
+		if (w >= plan->act[i].first_write && w - plan->act[i].first_write < plan->act[i].nwrites)
+			return &plan->act[i];
+	return NULL;
+}
+
+/* Planned writes over bad blocks: refused (true) unless -f; dry runs only say so. */
+static bool badblocks_refuse(struct fsck_state *s, const struct fsck_args *a, struct pcm_dev *dev,
+			     const struct pcm_repair_plan *plan)
+{
+	const struct pcm_repair_action *act;
+	const struct pcm_ov_write *w;
+	struct pcm_badblock bb;
+	uint64_t wi, n;
+	int rc = pcm_repair_badblock_conflict(dev, plan, &wi, &bb);
+
+	if (rc < 0) {
+		cli_err(s->dev, "cannot read the bad block list: %s: nothing was changed", strerror(-rc));
+		return true;
+	}
+	if (rc == 0)
+		return false;
+	w = pcm_dev_overlay_writes(plan->ov, &n);
+	act = write_action(plan, wi);
+	if (a->force || a->dry_run) {
+		if (!cli.quiet)
+			fprintf(stderr, "pcache fsck: %s: %s over the bad block at %" PRIu64 " (%" PRIu64
+				" bytes)%s\n", s->dev, a->dry_run ? "the repair would write" : "writing",
+				bb.off, bb.len, a->force ? " as --force asks" : "; a real run needs --force");
+		return false;
+	}
+	cli_err(s->dev, "refusing to repair: %s%s%s writes %zu bytes at %" PRIu64 ", on the bad block "
+		"at %" PRIu64 " (%" PRIu64 " bytes): nothing was written",
+		act ? pcm_problem_def(act->code)->name : "a fix", act ? " at " : "",
+		act ? act->where : "", w[wi].len, w[wi].off, bb.off, bb.len);
+	cli_hint("clear the bad blocks first ('ndctl clear-errors' on the namespace, or 'ndctl "
+		 "start-scrub' to rescan them), or rewrite the range; -f/--force writes anyway");
+	return true;
+}
+
 static bool is_pcache(struct fsck_state *s, struct pcm_dev *dev)
 {
 	struct pcm_sb sb;
@@ -283,22 +333,35 @@ static bool is_pcache(struct fsck_state *s, struct pcm_dev *dev)
 	return true;
 }
 
+/* After a failed open: how to look at a device in use anyway. */
+static int busy_hint(const struct fsck_state *s, int rc, bool reading)
+{
+	char name[160];
+
+	if (!reading)
+		return rc;
+	if (pcm_dev_holder(s->dev, name, sizeof(name)) > 0)
+		cli_hint("'pcache fsck -n -f %s' checks it anyway (a cache in use changes while it is "
+			 "read)", s->dev);
+	return rc;
+}
+
 static int repair(struct fsck_state *s, struct fsck_args *a)
 {
 	struct pcm_repair_opts ro = {
 		.mode = a->mode == MODE_PREEN ? PCM_REPAIR_SAFE :
 			a->mode == MODE_YES ? PCM_REPAIR_ALL : PCM_REPAIR_ASK,
 		.verify_data = a->o.verify_data, .backing_size = a->o.backing_size,
-		.ask = ask, .report = report, .arg = s,
+		.ask = ask, .report = report, .arg = s, .force = a->force,
 	};
 	struct pcm_repair_plan *plan = NULL;
 	struct pcm_dev *dev;
-	int rc = cli_open_dev(s->dev, a->dry_run ? PCM_DEV_RDONLY : PCM_DEV_RDWR | PCM_DEV_EXCL,
-			      &dev);
+	int rc = cli_open_dev(s->dev, a->dry_run ? PCM_DEV_RDONLY | (a->force ? 0 : PCM_DEV_EXCL) :
+			      PCM_DEV_RDWR | PCM_DEV_EXCL, &dev);
 
 	s->dry_run = a->dry_run;
 	if (rc)
-		return rc;
+		return busy_hint(s, rc, a->dry_run);
 	if (!is_pcache(s, dev)) {
 		pcm_dev_close(dev);
 		return EXIT_OPERATIONAL;
@@ -309,14 +372,22 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 		pcm_dev_close(dev);
 		return EXIT_OPERATIONAL;
 	}
-	if (plan->nact && !a->dry_run)
+	if (plan->before.not_pcache) {
+		cli_err(s->dev, "not a pcache device: %s: nothing was changed", s->first);
+		rc = EXIT_OPERATIONAL;
+	} else if (plan->nact && badblocks_refuse(s, a, dev, plan)) {
+		rc = EXIT_OPERATIONAL;
+	} else if (plan->nact && !a->dry_run) {
 		rc = apply(s, a, dev, plan);
+	}
 	if (!rc) {
 		if (cli.json)
 			summary_json(s, &plan->before, plan);
 		else
 			plan_text(s, plan);
-		rc = (plan->nact && !a->dry_run ? EXIT_FIXED : 0) |
+		/* a dry run fixed nothing: what it found is still there */
+		rc = a->dry_run ? (plan->before.problems ? EXIT_UNCORRECTED : EXIT_OK) :
+		     (plan->nact ? EXIT_FIXED : 0) |
 		     (plan->after.problems ? EXIT_UNCORRECTED : 0) |
 		     (s->declined ? EXIT_CANCELLED : 0);
 	}
@@ -354,7 +425,7 @@ static int parse(int argc, char **argv, struct fsck_args *a, const char **dev)
 		case 'n': rc = set_mode(a, MODE_CHECK); break;
 		case 'p': rc = set_mode(a, MODE_PREEN); break;
 		case 'y': rc = set_mode(a, MODE_YES); break;
-		case 'f': break;
+		case 'f': a->force = true; break;
 		case 'D': a->dry_run = true; break;
 		case 'U': a->undo = optarg; break;
 		case 'V': a->o.verify_data = true; break;
@@ -381,10 +452,11 @@ static int check_only(struct fsck_state *s, struct fsck_args *a)
 {
 	struct pcm_check_result r;
 	struct pcm_dev *dev;
-	int rc = cli_open_dev(s->dev, PCM_DEV_RDONLY, &dev);
+	/* exclusive unless -f: a cache in use changes while it is read */
+	int rc = cli_open_dev(s->dev, PCM_DEV_RDONLY | (a->force ? 0 : PCM_DEV_EXCL), &dev);
 
 	if (rc)
-		return rc;
+		return busy_hint(s, rc, true);
 	a->o.report = report;
 	a->o.progress = progress;
 	a->o.arg = s;

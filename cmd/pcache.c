@@ -21,6 +21,8 @@ static const struct command commands[] = {
 	{ "fsck", cmd_fsck, "check a cache, explain every problem, repair it" },
 	{ "undo", cmd_undo, "put back what a repair's undo file saved" },
 	{ "flush", cmd_flush, "write the dirty data back to the backing device, offline" },
+	{ "list", cmd_list, "list pmem namespaces and dax devices, and the caches on them" },
+	{ "shell", cmd_shell, "inspect (and with -w change) on-media structures, xfs_db style" },
 };
 
 static void usage(FILE *f)

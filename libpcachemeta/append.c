@@ -4,8 +4,9 @@
  * 6.8): data placed from one data head in segments taken as the kernel takes
  * them (FORMAT.md 4), keys gathered in one open kset (n_open = 1), ksets
  * closed with a terminator behind them, and a LAST kset plus a fresh log
- * segment when a kset does not fit.  There is no GC: when the free segments
- * run out, the appender answers -ENOSPC.
+ * segment when a kset does not fit.  No GC of its own (a caller may hand
+ * segments back with pcm_appender_release_seg): when the free segments run
+ * out, the appender answers -ENOSPC.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -236,6 +237,10 @@ static int data_put(struct pcm_appender *a, const uint8_t *data, uint32_t n, str
 /* Adds one key to the open kset (its data already durable); closes the kset at 128 keys. */
 static int key_add(struct pcm_appender *a, const struct pcm_key *k)
 {
+	int rc = a->n_open == PCM_KSET_KEYS_MAX ? pcm_append_flush(a) : 0;
+
+	if (rc)
+		return rc;   /* a close failed earlier (I/O) and fails again */
 	a->keys[a->n_open++] = *k;
 	return a->n_open == PCM_KSET_KEYS_MAX ? pcm_append_flush(a) : 0;
 }

@@ -131,12 +131,14 @@ int pcm_check_run(struct pcm_dev *dev, const struct pcm_check_opts *o,
 {
 	static const struct pcm_check_opts defaults;
 	struct chk k = { .dev = dev, .o = o ? o : &defaults, .res = res };
-	int rc;
+	int rc, mrc;
 
 	memset(res, 0, sizeof(*res));
 	k.size = pcm_dev_size(dev);
 	rc = chk_meta(&k);
-	if (rc || k.stop)
-		return rc;
-	return chk_log(&k);
+	if (!rc && !k.stop)
+		rc = chk_log(&k);
+	/* bad blocks: also when the passes above failed (an I/O error may be one) */
+	mrc = res->not_pcache ? 0 : chk_media(&k);
+	return rc ? rc : mrc;
 }

@@ -30,5 +30,6 @@ bool chk_all_zero(const uint8_t *p, size_t n);
 
 int chk_meta(struct chk *k);       /* superblock, cache_info, chain, tails */
 int chk_log(struct chk *k);        /* the key log and keys */
+int chk_media(struct chk *k);      /* bad blocks, mapped onto the layout (check_media.c) */
 
 #endif

@@ -163,26 +163,52 @@ static void chk_alias(struct logchk *l)
 	}
 }
 
-/* LG3: after a corrupt end, the ksets that pcm_walk_salvage() finds are lost to the kernel. */
-static void chk_lost(struct logchk *l, struct pcm_pos end)
+/* FORMAT.md 12.9: a kset claiming more than its segment holds, whatever its CRC says. */
+static void chk_oversize_claim(struct logchk *l, struct pcm_pos at, uint64_t off, const char *where)
+{
+	uint8_t buf[PCM_KSET_HDR_SIZE];
+	struct pcm_kset_hdr h;
+
+	if (pcm_dev_read(l->c->dev, off, buf, sizeof(buf)))
+		return;
+	pcm_kset_hdr_decode(buf, &h);
+	if (h.magic == PCM_KSET_MAGIC && !(h.flags & PCM_KSET_F_LAST) &&
+	    h.key_num <= PCM_KSET_KEYS_MAX && pcm_kset_size(&h) > PCM_DATA_SIZE - at.seg_off)
+		chk_report(l->k, PCM_P_KSET_OVERSIZE_CORRUPT, off, where,
+			   "%u keys (%llu bytes) with %u bytes left in the segment", h.key_num,
+			   (unsigned long long)pcm_kset_size(&h), PCM_DATA_SIZE - at.seg_off);
+}
+
+/* The ksets walked from q are lost to the kernel, whose log ends at end. */
+static void chk_lost_from(struct logchk *l, struct pcm_pos end, struct pcm_pos q)
 {
 	struct pcm_walk *w = malloc(sizeof(*w));
-	struct pcm_pos q;
 	char where[64];
 
-	if (!w || !pcm_walk_salvage(l->c, end, &q)) {
-		free(w);
+	if (!w)
 		return;
-	}
 	pcm_walk_init(w, l->c, q);
 	while (pcm_walk_next(w) == PCM_WALK_KSET || w->stop == PCM_STOP_NONE)
 		;
+	if (!w->ksets) {
+		free(w);
+		return;
+	}
 	l->k->res->lost_keys += w->keys;
 	snprintf(where, sizeof(where), "log end %u:%u", end.cseg, end.seg_off);
 	chk_report(l->k, PCM_P_LOG_LOST_KSETS, pcm_pos_dev_off(l->c, end.cseg, end.seg_off), where,
 		   "%llu valid ksets with %llu keys follow from %u:%u",
 		   (unsigned long long)w->ksets, (unsigned long long)w->keys, q.cseg, q.seg_off);
 	free(w);
+}
+
+/* LG3: after a corrupt end, the ksets that pcm_walk_salvage() finds are lost to the kernel. */
+static void chk_lost(struct logchk *l, struct pcm_pos end)
+{
+	struct pcm_pos q;
+
+	if (pcm_walk_salvage(l->c, end, &q))
+		chk_lost_from(l, end, q);
 }
 
 static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)
@@ -202,12 +228,21 @@ static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)
 	}
 	if (r->stop == PCM_STOP_TERMINATOR)
 		return;
-	if (pcm_pos_eq(r->key_head, c->key_tail.pos))
+	chk_oversize_claim(l, r->key_head, off, where);
+	if (pcm_pos_eq(r->key_head, c->key_tail.pos)) {
+		struct pcm_pos b;
+
 		chk_report(l->k, PCM_P_LOG_START_INVALID, off, where, "%s at key_tail",
 			   pcm_walk_stop_str(r->stop));
-	else
+		/* key_tail inside a kset: the ksets from the next boundary on are lost */
+		if (pcm_walk_boundary_after(c, r->key_head, &b) && !pcm_pos_eq(b, r->key_head)) {
+			chk_lost_from(l, r->key_head, b);
+			return;
+		}
+	} else {
 		chk_report(l->k, PCM_P_LOG_END_CORRUPT, off, where, "%s",
 			   pcm_walk_stop_str(r->stop));
+	}
 	chk_lost(l, r->key_head);
 }
 
@@ -272,7 +307,8 @@ int chk_log(struct chk *k)
 	if (!rc) {
 		chk_walk_end(&l, r);
 		chk_tails_and_segments(&l, r);
-		chk_alias(&l);
+		if (r->stop != PCM_FAIL_HOPS)   /* a looping log meets the same keys again */
+			chk_alias(&l);
 		fill_result(k->res, r);
 	}
 	pcm_replay_free(r);

@@ -4,35 +4,35 @@
  * persistence is pmem2's persist function); fsdax block devices are opened
  * O_EXCL for writing (the kernel holds them exclusively while dm-pcache runs)
  * and read with pread, since a block device mapping is not DAX.
+ *
+ * Media errors: a load from poisoned pmem (or from a page of a mapped file
+ * that no longer exists) raises SIGBUS.  Every access to a mapping made here
+ * runs under a guard: a process-wide SIGBUS handler, installed once when the
+ * first device is mapped, jumps back out of the access when the faulting
+ * address lies in the range the calling thread is touching, and the access
+ * returns -EIO.  Any other SIGBUS goes to the handler that was there before,
+ * or gets the default action.  Block devices report media errors as EIO from
+ * pread.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libpmem2.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <dirent.h>
 #include <unistd.h>
 
+#include "device_int.h"
 #include "overlay.h"
-#include "pcachemeta.h"
-
-struct pcm_dev {
-	char *path;
-	int fd;
-	unsigned flags;
-	enum pcm_dev_kind kind;
-	uint64_t size;
-	struct pmem2_map *map;
-	uint8_t *base;
-	pmem2_persist_fn persist;
-	struct pcm_overlay *ov;     /* overlay device: writes stay in memory */
-};
 
 static __thread char dev_errmsg[256];
 
@@ -46,31 +46,282 @@ static void set_errmsg(const char *what)
 	snprintf(dev_errmsg, sizeof(dev_errmsg), "%s", what ? what : "");
 }
 
-/* A block device with holders (dm targets stacked on it) is in use by the kernel. */
-static int block_has_holders(dev_t rdev)
+/* ---- the SIGBUS guard ---- */
+
+struct guard {
+	sigjmp_buf jb;
+	const uint8_t *lo, *hi;        /* the mapped bytes being touched */
+	volatile sig_atomic_t on;
+};
+
+static __thread struct guard guard;
+static struct sigaction guard_old;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static bool guard_ok;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-	char path[128];
+	struct guard *g = &guard;
+	const uint8_t *a = si ? (const uint8_t *)si->si_addr : NULL;
+
+	if (g->on && a >= g->lo && a < g->hi) {
+		g->on = 0;
+		siglongjmp(g->jb, 1);
+	}
+	/* Not a guarded access: whoever handled SIGBUS before us, else the default. */
+	if ((guard_old.sa_flags & SA_SIGINFO) && guard_old.sa_sigaction) {
+		guard_old.sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (!(guard_old.sa_flags & SA_SIGINFO) && guard_old.sa_handler != SIG_DFL &&
+	    guard_old.sa_handler != SIG_IGN) {
+		guard_old.sa_handler(sig);
+		return;
+	}
+	signal(SIGBUS, SIG_DFL);
+	/* A fault re-faults on return and dies where it happened; a sent signal is re-sent. */
+	if (!si || si->si_code <= 0)
+		raise(SIGBUS);
+}
+
+static void guard_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	/* NODEFER: jumping out of the handler leaves the signal mask as it was */
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	guard_ok = sigaction(SIGBUS, &sa, &guard_old) == 0;
+}
+
+enum gop { G_READ, G_WRITE, G_ZERO, G_CRC, G_PERSIST };
+
+struct gjob {
+	enum gop op;
+	uint8_t *map;             /* the mapped range touched: [map, map + len) */
+	void *buf;
+	size_t len;
+	uint32_t crc;
+	pmem2_persist_fn persist;
+};
+
+static void gjob_run(struct gjob *j)
+{
+	switch (j->op) {
+	case G_READ: memcpy(j->buf, j->map, j->len); break;
+	case G_WRITE: memcpy(j->map, j->buf, j->len); break;
+	case G_ZERO: memset(j->map, 0, j->len); break;
+	case G_CRC: j->crc = pcm_crc32c(j->crc, j->map, j->len); break;
+	case G_PERSIST: j->persist(j->map, j->len); break;
+	}
+}
+
+/* Runs j; -EIO when it faulted on its mapped range. */
+static int guarded(struct gjob *j)
+{
+	struct guard *g = &guard;
+
+	if (!guard_ok) {
+		gjob_run(j);
+		return 0;
+	}
+	if (sigsetjmp(g->jb, 0))
+		return -EIO;
+	g->lo = j->map;
+	g->hi = j->map + j->len;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	g->on = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	gjob_run(j);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	g->on = 0;
+	return 0;
+}
+
+/* ---- who holds a device ---- */
+
+static int read_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	if (!fgets(buf, (int)len, f))
+		rc = -EIO;
+	else
+		buf[strcspn(buf, "\n")] = 0;
+	fclose(f);
+	return rc;
+}
+
+/* The first sysfs holder of a block device: a dm device (by its dm name) or another. */
+static int block_holder(dev_t rdev, char *name, size_t len)
+{
+	char path[192], dm[128];
 	DIR *d;
 	struct dirent *e;
-	int n = 0;
+	int kind = PCM_HOLDER_NONE;
 
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(rdev), minor(rdev));
 	d = opendir(path);
 	if (!d)
-		return 0;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.') {
-			set_errmsg(e->d_name);
-			n++;
+		return PCM_HOLDER_NONE;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders/%.64s/dm/name",
+			 major(rdev), minor(rdev), e->d_name);
+		if (read_line(path, dm, sizeof(dm)) == 0 && dm[0]) {
+			snprintf(name, len, "%s", dm);
+			kind = PCM_HOLDER_DM;
+			break;
 		}
+		if (!kind) {
+			snprintf(name, len, "%s", e->d_name);
+			kind = PCM_HOLDER_KERNEL;
+		}
+	}
 	closedir(d);
-	return n;
+	return kind;
+}
+
+static int mount_holder(dev_t rdev, char *name, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], mnt[2048];
+	unsigned ma, mi;
+	int kind = PCM_HOLDER_NONE;
+
+	if (!f)
+		return PCM_HOLDER_NONE;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*u %*u %u:%u %*s %2047s", &ma, &mi, mnt) == 3 &&
+		    ma == major(rdev) && mi == minor(rdev)) {
+			snprintf(name, len, "%s", mnt);
+			kind = PCM_HOLDER_MOUNT;
+			break;
+		}
+	}
+	fclose(f);
+	return kind;
+}
+
+/* A process holding a lock on the inode (flock or POSIX), from /proc/locks. */
+static int lock_holder(dev_t dev, ino_t ino, char *name, size_t len)
+{
+	FILE *f = fopen("/proc/locks", "re");
+	char line[256], type[16], path[64], comm[64];
+	unsigned ma, mi;
+	unsigned long long i;
+	int pid, kind = PCM_HOLDER_NONE;
+
+	if (!f)
+		return PCM_HOLDER_NONE;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", type, &pid, &ma, &mi, &i) != 5 ||
+		    ma != major(dev) || mi != minor(dev) || i != (unsigned long long)ino)
+			continue;
+		kind = PCM_HOLDER_PROCESS;
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		if (pid > 0 && read_line(path, comm, sizeof(comm)) == 0)
+			snprintf(name, len, "%s (pid %d)", comm, pid);
+		else if (pid > 0)
+			snprintf(name, len, "pid %d", pid);
+		else
+			snprintf(name, len, "another process");
+		break;
+	}
+	fclose(f);
+	return kind;
+}
+
+int pcm_dev_holder(const char *path, char *name, size_t len)
+{
+	struct stat st;
+	int kind;
+
+	if (len)
+		name[0] = 0;
+	if (stat(path, &st))
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		kind = block_holder(st.st_rdev, name, len);
+		return kind ? kind : mount_holder(st.st_rdev, name, len);
+	}
+	return lock_holder(st.st_dev, st.st_ino, name, len);
+}
+
+/* -EBUSY: say who holds it, as "dm device NAME", "process COMM (pid N)", ... */
+static int busy(const char *path)
+{
+	char name[160];
+
+	switch (pcm_dev_holder(path, name, sizeof(name))) {
+	case PCM_HOLDER_DM:
+		snprintf(dev_errmsg, sizeof(dev_errmsg), "dm device %s", name);
+		break;
+	case PCM_HOLDER_KERNEL:
+		snprintf(dev_errmsg, sizeof(dev_errmsg), "kernel device %s", name);
+		break;
+	case PCM_HOLDER_MOUNT:
+		snprintf(dev_errmsg, sizeof(dev_errmsg), "a filesystem mounted on %s", name);
+		break;
+	case PCM_HOLDER_PROCESS:
+		snprintf(dev_errmsg, sizeof(dev_errmsg), "process %s", name);
+		break;
+	default:
+		set_errmsg("");
+	}
+	return -EBUSY;
+}
+
+/* ---- opening and mapping ---- */
+
+/*
+ * Test seam: PCACHE_TEST_POISON="OFF:LEN[,OFF:LEN...]" (bytes, widened to whole
+ * pages) replaces those pages of a mapping by pages of an empty memfd, so that
+ * touching them raises SIGBUS as poisoned pmem does.  The file is not changed.
+ */
+static int test_poison(struct pcm_dev *dev)
+{
+	const char *s = getenv("PCACHE_TEST_POISON");
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	int prot = PROT_READ | ((dev->flags & PCM_DEV_RDWR) ? PROT_WRITE : 0);
+
+	while (s && *s) {
+		char *end;
+		uint64_t off = strtoull(s, &end, 0), len, a, b;
+		int fd;
+
+		if (*end != ':')
+			return -EINVAL;
+		len = strtoull(end + 1, &end, 0);
+		if ((*end && *end != ',') || !len)
+			return -EINVAL;
+		s = *end ? end + 1 : end;
+		if (off >= dev->size)
+			continue;
+		a = off / page * page;
+		b = (len > dev->size - off ? dev->size : off + len);
+		b = (b + page - 1) / page * page;
+		fd = memfd_create("pcache-test-poison", MFD_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (mmap(dev->base + a, b - a, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+			close(fd);
+			return -errno;
+		}
+		close(fd);
+	}
+	return 0;
 }
 
 static int dev_map(struct pcm_dev *dev)
 {
 	struct pmem2_config *cfg = NULL;
-	struct pmem2_source *src = NULL;
 	int rc;
 
 	rc = pmem2_config_new(&cfg);
@@ -79,9 +330,9 @@ static int dev_map(struct pcm_dev *dev)
 	if (!rc && !(dev->flags & PCM_DEV_RDWR))
 		rc = pmem2_config_set_protection(cfg, PMEM2_PROT_READ);
 	if (!rc)
-		rc = pmem2_source_from_fd(&src, dev->fd);
+		rc = pmem2_source_from_fd(&dev->src, dev->fd);
 	if (!rc)
-		rc = pmem2_map_new(&dev->map, cfg, src);
+		rc = pmem2_map_new(&dev->map, cfg, dev->src);
 	if (rc) {
 		set_errmsg(pmem2_errormsg());
 		/* pmem2 returns -errno, or its own codes far below -4096 */
@@ -89,11 +340,11 @@ static int dev_map(struct pcm_dev *dev)
 	} else {
 		dev->base = pmem2_map_get_address(dev->map);
 		dev->persist = pmem2_get_persist_fn(dev->map);
-		if (pmem2_map_get_size(dev->map) < dev->size)
+		if (pmem2_map_get_size(dev->map) < dev->size || dev->kind == PCM_DEV_DAX)
 			dev->size = pmem2_map_get_size(dev->map);
+		pthread_once(&guard_once, guard_install);
+		rc = test_poison(dev);
 	}
-	if (src)
-		pmem2_source_delete(&src);
 	if (cfg)
 		pmem2_config_delete(&cfg);
 	return rc;
@@ -101,6 +352,9 @@ static int dev_map(struct pcm_dev *dev)
 
 static int dev_identify(struct pcm_dev *dev, const struct stat *st)
 {
+	char name[160];
+
+	dev->rdev = st->st_rdev;
 	if (S_ISREG(st->st_mode)) {
 		dev->kind = PCM_DEV_FILE;
 		dev->size = (uint64_t)st->st_size;
@@ -108,8 +362,9 @@ static int dev_identify(struct pcm_dev *dev, const struct stat *st)
 		dev->kind = PCM_DEV_BLOCK;
 		if (ioctl(dev->fd, BLKGETSIZE64, &dev->size))
 			return -errno;
-		if ((dev->flags & PCM_DEV_EXCL) && block_has_holders(st->st_rdev))
-			return -EBUSY;
+		/* holders that did not claim it exclusively still use it */
+		if ((dev->flags & PCM_DEV_EXCL) && block_holder(st->st_rdev, name, sizeof(name)))
+			return busy(dev->path);
 	} else if (S_ISCHR(st->st_mode)) {
 		dev->kind = PCM_DEV_DAX;
 		dev->size = 0;   /* from the mapping */
@@ -144,27 +399,26 @@ int pcm_dev_open(const char *path, unsigned flags, struct pcm_dev **out)
 		oflags |= O_EXCL;
 	dev->fd = open(path, oflags | O_CLOEXEC);
 	if (dev->fd < 0) {
-		rc = -errno;
+		rc = errno == EBUSY ? busy(path) : -errno;
 		goto fail;
 	}
-	/* Files and devdax: an advisory lock keeps two writers of ours apart. */
+	/*
+	 * Files and devdax: an advisory lock keeps our writers apart, and a writer
+	 * from readers that asked for exclusion (shared lock for those).
+	 */
 	if ((flags & PCM_DEV_EXCL) && !S_ISBLK(st.st_mode) &&
-	    flock(dev->fd, LOCK_EX | LOCK_NB)) {
-		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	    flock(dev->fd, ((flags & PCM_DEV_RDWR) ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
+		rc = errno == EWOULDBLOCK ? busy(path) : -errno;
 		goto fail;
 	}
 	rc = dev_identify(dev, &st);
 	if (rc)
 		goto fail;
-	if (dev->kind != PCM_DEV_BLOCK && !(flags & PCM_DEV_NOMAP) && dev->size != 0) {
+	if (dev->kind == PCM_DEV_DAX || (dev->kind == PCM_DEV_FILE && !(flags & PCM_DEV_NOMAP) &&
+					 dev->size != 0)) {
 		rc = dev_map(dev);
 		if (rc)
 			goto fail;
-	} else if (dev->kind == PCM_DEV_DAX) {
-		rc = dev_map(dev);
-		if (rc)
-			goto fail;
-		dev->size = pmem2_map_get_size(dev->map);
 	}
 	*out = dev;
 	return 0;
@@ -180,8 +434,11 @@ void pcm_dev_close(struct pcm_dev *dev)
 	ov_free(dev->ov);
 	if (dev->map)
 		pmem2_map_delete(&dev->map);
+	if (dev->src)
+		pmem2_source_delete(&dev->src);
 	if (dev->fd >= 0)
 		close(dev->fd);
+	free(dev->bb);
 	free(dev->path);
 	free(dev);
 }
@@ -218,8 +475,9 @@ int pcm_dev_read(struct pcm_dev *dev, uint64_t off, void *buf, size_t len)
 	if (dev->ov)
 		return ov_read(dev->ov, off, buf, len);
 	if (dev->base) {
-		memcpy(buf, dev->base + off, len);
-		return 0;
+		struct gjob j = { .op = G_READ, .map = dev->base + off, .buf = buf, .len = len };
+
+		return guarded(&j);
 	}
 	while (len) {
 		ssize_t n = pread(dev->fd, buf, len, (off_t)off);
@@ -238,6 +496,35 @@ int pcm_dev_read(struct pcm_dev *dev, uint64_t off, void *buf, size_t len)
 	return 0;
 }
 
+int pcm_dev_crc(struct pcm_dev *dev, uint64_t off, uint64_t len, uint32_t seed, uint32_t *crc)
+{
+	uint8_t buf[65536];
+
+	if (!range_ok(dev, off, len))
+		return -ERANGE;
+	if (!dev->ov && dev->base) {
+		struct gjob j = { .op = G_CRC, .map = dev->base + off, .len = (size_t)len,
+				  .crc = seed };
+		int rc = guarded(&j);
+
+		if (!rc)
+			*crc = j.crc;
+		return rc;
+	}
+	while (len) {
+		size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+		int rc = pcm_dev_read(dev, off, buf, n);
+
+		if (rc)
+			return rc;
+		seed = pcm_crc32c(seed, buf, n);
+		off += n;
+		len -= n;
+	}
+	*crc = seed;
+	return 0;
+}
+
 int pcm_dev_write(struct pcm_dev *dev, uint64_t off, const void *buf, size_t len)
 {
 	if (!(dev->flags & PCM_DEV_RDWR))
@@ -247,8 +534,10 @@ int pcm_dev_write(struct pcm_dev *dev, uint64_t off, const void *buf, size_t len
 	if (dev->ov)
 		return ov_write(dev->ov, off, buf, len);
 	if (dev->base) {
-		memcpy(dev->base + off, buf, len);
-		return 0;
+		struct gjob j = { .op = G_WRITE, .map = dev->base + off, .buf = (void *)buf,
+				  .len = len };
+
+		return guarded(&j);
 	}
 	while (len) {
 		ssize_t n = pwrite(dev->fd, buf, len, (off_t)off);
@@ -276,8 +565,9 @@ int pcm_dev_zero(struct pcm_dev *dev, uint64_t off, uint64_t len)
 	if (dev->ov)
 		return ov_write(dev->ov, off, NULL, len);
 	if (dev->base) {
-		memset(dev->base + off, 0, len);
-		return 0;
+		struct gjob j = { .op = G_ZERO, .map = dev->base + off, .len = (size_t)len };
+
+		return guarded(&j);
 	}
 	while (len) {
 		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
@@ -300,8 +590,10 @@ int pcm_dev_persist(struct pcm_dev *dev, uint64_t off, uint64_t len)
 	if (dev->ov)
 		return 0;
 	if (dev->base) {
-		dev->persist(dev->base + off, len);
-		return 0;
+		struct gjob j = { .op = G_PERSIST, .map = dev->base + off, .len = (size_t)len,
+				  .persist = dev->persist };
+
+		return guarded(&j);
 	}
 	return fdatasync(dev->fd) ? -errno : 0;
 }
@@ -323,6 +615,7 @@ int pcm_dev_overlay(struct pcm_dev *base, struct pcm_dev **out)
 	dev->flags = PCM_DEV_RDWR;
 	dev->kind = base->kind;
 	dev->size = base->size;
+	dev->ov_base = base;
 	dev->path = strdup(base->path);
 	dev->ov = ov_new(base);
 	if (!dev->path || !dev->ov) {

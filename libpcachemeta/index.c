@@ -382,3 +382,17 @@ const struct pcm_extent *pcm_index_lookup(const struct pcm_index *idx, uint64_t 
 	a = ext_search(l, off);
 	return a < l->n && l->v[a].off <= off ? &l->v[a] : NULL;
 }
+
+const struct pcm_extent *pcm_index_lookup_ge(const struct pcm_index *idx, uint64_t off)
+{
+	const struct window *w = window_find(idx, off >> PCM_WINDOW_SHIFT);
+	uint32_t li;
+
+	if (!w)
+		return NULL;
+	li = leaf_search(w, off);
+	if (li == w->nl)
+		return NULL;
+	/* the leaf's last extent ends past off, so the search stays inside the leaf */
+	return &w->l[li]->v[ext_search(w->l[li], off)];
+}

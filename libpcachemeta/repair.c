@@ -18,6 +18,7 @@
 static const enum pcm_problem_code unfixable[] = {
 	PCM_P_SB_TOO_SMALL, PCM_P_SB_NO_MAGIC, PCM_P_SB_BAD_MAGIC, PCM_P_SB_SEG_NUM_SHORT,
 	PCM_P_CI_N_SEGS_SHORT, PCM_P_KEY_UNALIGNED, PCM_P_LOG_IO, PCM_P_KEY_IO,
+	PCM_P_MEDIA_BADBLOCK,
 };
 
 bool pcm_problem_fixable(enum pcm_problem_code code)
@@ -94,6 +95,7 @@ void act_end(struct rplan *r)
 	r->cur->nwrites = n - r->cur->first_write;
 	r->plan->lost_keys += r->cur->lost_keys;
 	r->plan->lost_dirty_bytes += r->cur->lost_dirty_bytes;
+	r->plan->lost_ksets += r->cur->lost_ksets;
 	r->cur = NULL;
 }
 
@@ -169,6 +171,7 @@ int pcm_repair_plan(struct pcm_dev *dev, const struct pcm_repair_opts *o,
 		return rc;
 	}
 	r.plan->can_fix_all = r.plan->after.problems == 0;
+	r.plan->force = o->force;
 	*out = r.plan;
 	return 0;
 }
@@ -188,6 +191,12 @@ int pcm_repair_apply(struct pcm_dev *dev, const struct pcm_repair_plan *p, struc
 	const struct pcm_ov_write *w = pcm_dev_overlay_writes(p->ov, &n);
 	int rc = 0;
 
+	/* bad blocks: nothing is written unless forced (pcm_repair_badblock_conflict) */
+	if (!p->force) {
+		rc = pcm_repair_badblock_conflict(dev, p, NULL, NULL);
+		if (rc)
+			return rc > 0 ? -EHWPOISON : rc;
+	}
 	for (uint64_t i = 0; !rc && i < n; i++) {
 		if (u)
 			rc = pcm_undo_save(u, dev, w[i].off, w[i].len, w[i].data);

@@ -29,7 +29,7 @@ struct lfix {
 	/* the rebuild */
 	uint8_t *buf;
 	uint32_t len;
-	uint64_t kept_ksets, dropped, dropped_dirty, salvaged_ksets, lost_corrupt;
+	uint64_t kept_ksets, kept_keys, dropped, dropped_dirty, salvaged_ksets, lost_corrupt;
 	struct pcm_pos map_from[2];  /* dirty_tail old -> new, if it moves */
 };
 
@@ -142,6 +142,7 @@ static void put_kset(struct lfix *f, const struct pcm_key *keys, unsigned n)
 	pcm_record_seal(at, pcm_kset_size(&h));
 	f->len += (uint32_t)pcm_kset_size(&h);
 	f->kept_ksets++;
+	f->kept_keys += n;
 }
 
 static void put_end(struct lfix *f, bool last, uint32_t next)
@@ -220,9 +221,10 @@ static void rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 		if (ev == PCM_WALK_END && w->stop != PCM_STOP_TERMINATOR) {
 			struct pcm_pos q;
 
+			f->lost_corrupt++;
 			if (pcm_walk_salvage(f->c, w->pos, &q)) {
-				f->lost_corrupt++;
 				f->salvaged_ksets++;
+				f->used[q.cseg] = 1;   /* a LAST's target: never the new home */
 				pcm_walk_init(w, f->c, q);
 				continue;
 			}
@@ -324,7 +326,7 @@ static int free_segment(const struct lfix *f)
 }
 
 static const enum pcm_problem_code log_codes[] = {
-	PCM_P_LOG_END_CORRUPT, PCM_P_LOG_LOST_KSETS, PCM_P_LOG_LOOP, PCM_P_LOG_HOPS,
+	PCM_P_LOG_START_INVALID, PCM_P_KSET_OVERSIZE_CORRUPT, PCM_P_LOG_END_CORRUPT, PCM_P_LOG_LOST_KSETS, PCM_P_LOG_LOOP, PCM_P_LOG_HOPS,
 	PCM_P_LOG_NEXT_RANGE, PCM_P_LOG_KSET_OVERSIZE, PCM_P_LOG_DATA_OVERLAP, PCM_P_KSET_EMPTY,
 	PCM_P_KSET_NO_ROOM, PCM_P_KSET_FLAGS, PCM_P_KEY_RANGE, PCM_P_KEY_SEG_RANGE,
 	PCM_P_KEY_SEG_OFF, PCM_P_KEY_DATA_CRC, PCM_P_KEY_EMPTY, PCM_P_KEY_GEN_AHEAD,
@@ -394,8 +396,9 @@ static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_prob
 		return 0;
 	int rc = splice(f, rb, n);
 
-	f->r->cur->lost_keys = f->dropped;
+	f->r->cur->lost_keys = f->dropped + (n < 0 ? f->kept_keys : 0);
 	f->r->cur->lost_dirty_bytes = f->dropped_dirty;
+	f->r->cur->lost_ksets = f->lost_corrupt + (n < 0 ? f->kept_ksets : 0);
 	act_end(f->r);
 	return rc ? rc : 1;
 }
@@ -416,6 +419,8 @@ static int prepare(struct lfix *f)
 		return -ENOMEM;
 	f->log_seg[f->c->key_tail.pos.cseg] = 1;
 	rc = pcm_replay_run(f->c, &ro, &f->rep);
+	if (!rc && f->rep->stop == PCM_FAIL_HOPS)
+		f->nspans = 0;   /* a looping log meets the same keys again: no aliases */
 	return rc ? rc : find_aliases(f);
 }
 

@@ -423,89 +423,76 @@ static int fix_tail(struct rplan *r, const struct pcm_problem *p)
 	return rc ? rc : 1;
 }
 
-/* Segments whose data offset 0 holds a valid kset; roots are those no LAST leads to. */
 static bool find_log_root(struct pcm_dev *dev, struct pcm_pos *root)
 {
 	struct pcm_cache *c;
-	struct pcm_walk *w = malloc(sizeof(*w));
-	uint8_t *cand = NULL, *reached = NULL;
-	uint32_t roots = 0;
+	bool found;
 
-	if (!w || pcm_cache_open_relaxed(dev, &c)) {
-		free(w);
+	if (pcm_cache_open_relaxed(dev, &c))
 		return false;
-	}
-	cand = calloc(c->n_segs, 1);
-	reached = calloc(c->n_segs, 1);
-	for (uint32_t s = 0; cand && reached && s < c->n_segs; s++) {
-		enum pcm_walk_event ev;
-
-		pcm_walk_init(w, c, (struct pcm_pos){ s, 0 });
-		ev = pcm_walk_next(w);
-		cand[s] = (ev == PCM_WALK_KSET || ev == PCM_WALK_LAST);
-		while (ev == PCM_WALK_KSET || ev == PCM_WALK_LAST) {
-			if (ev == PCM_WALK_LAST && w->next.cseg != s)
-				reached[w->next.cseg] = 1;
-			ev = pcm_walk_next(w);
-		}
-		cand[s] = cand[s] && w->stop == PCM_STOP_TERMINATOR;
-	}
-	for (uint32_t s = 0; cand && reached && s < c->n_segs; s++)
-		if (cand[s] && !reached[s]) {
-			roots++;
-			*root = (struct pcm_pos){ s, 0 };
-		}
-	free(cand);
-	free(reached);
-	free(w);
+	found = pcm_walk_find_root(c, UINT32_MAX, root);
 	pcm_cache_close(c);
-	return roots == 1;
+	return found;
 }
 
-static int fix_dirty_tail(struct rplan *r, const struct pcm_problem *p)
-{
-	struct pcm_cache_info ci = { 0 };
-	struct pcm_pos kt;
-	int rc = ci_get(r->ov, &ci);
-
-	if (rc < 0 || !tail_get(r->ov, 0, ci.n_segs, &kt))
-		return rc < -1 ? rc : 0;
-	if (!act_begin(r, p, "set dirty_tail to key_tail %u:%u (more is written back, nothing is lost)",
-		       kt.cseg, kt.seg_off))
-		return 0;
-	rc = tail_write(r->ov, 1, kt);
-	act_end(r);
-	return rc ? rc : 1;
-}
-
-/* The first kset boundary at or after pos, walking its segment from data offset 0. */
-static bool boundary_after(struct pcm_dev *dev, struct pcm_pos pos, struct pcm_pos *out)
+/* Does the log walked from `from` pass the kset boundary `to`? */
+static bool reaches(struct pcm_dev *dev, struct pcm_pos from, struct pcm_pos to)
 {
 	struct pcm_cache *c;
 	struct pcm_walk *w = malloc(sizeof(*w));
-	bool found = false;
+	bool met = false;
 
 	if (!w || pcm_cache_open_relaxed(dev, &c)) {
 		free(w);
 		return false;
 	}
-	pcm_walk_init(w, c, (struct pcm_pos){ pos.cseg, 0 });
-	for (;;) {
-		struct pcm_pos at = w->has_next ? w->next : w->pos;
-		enum pcm_walk_event ev;
+	pcm_walk_init(w, c, from);
+	while (!met) {
+		enum pcm_walk_event ev = pcm_walk_next(w);
 
-		if (at.cseg != pos.cseg)
-			break;
-		if (at.seg_off >= pos.seg_off) {
-			*out = at;
-			found = true;
-			break;
-		}
-		ev = pcm_walk_next(w);
+		met = pcm_pos_eq(w->has_next ? w->next : w->pos, to);
 		if (ev != PCM_WALK_KSET && ev != PCM_WALK_LAST)
 			break;
 	}
 	free(w);
+	pcm_cache_close(c);
+	return met;
+}
+
+/*
+ * dirty_tail off the log.  When key_tail ran past it (the log from dirty_tail
+ * leads to key_tail), key_tail goes back: the ksets between are dirty and
+ * still there.  Otherwise dirty_tail := key_tail: more is written back.
+ */
+static int fix_dirty_tail(struct rplan *r, const struct pcm_problem *p)
+{
+	struct pcm_cache_info ci = { 0 };
+	struct pcm_pos kt, dt;
+	bool back;
+	int rc = ci_get(r->ov, &ci);
+
+	if (rc < 0 || !tail_get(r->ov, 0, ci.n_segs, &kt))
+		return rc < -1 ? rc : 0;
+	back = tail_get(r->ov, 1, ci.n_segs, &dt) && !pcm_pos_eq(kt, dt) && reaches(r->ov, dt, kt);
+	if (back && !act_begin(r, p, "set key_tail back to dirty_tail %u:%u (the ksets up to key_tail "
+			       "%u:%u are dirty and kept)", dt.cseg, dt.seg_off, kt.cseg, kt.seg_off))
+		return 0;
+	if (!back && !act_begin(r, p, "set dirty_tail to key_tail %u:%u (more is written back, "
+				"nothing is lost)", kt.cseg, kt.seg_off))
+		return 0;
+	rc = back ? tail_write(r->ov, 0, dt) : tail_write(r->ov, 1, kt);
+	act_end(r);
+	return rc ? rc : 1;
+}
+
+static bool boundary_after(struct pcm_dev *dev, struct pcm_pos pos, struct pcm_pos *out)
+{
+	struct pcm_cache *c;
+	bool found;
+
+	if (pcm_cache_open_relaxed(dev, &c))
+		return false;
+	found = pcm_walk_boundary_after(c, pos, out);
 	pcm_cache_close(c);
 	return found;
 }
@@ -520,10 +507,8 @@ static int fix_log_start(struct rplan *r, const struct pcm_problem *p)
 		return rc < -1 ? rc : 0;
 	if (!pcm_pos_eq(kt, dt))
 		to = dt;
-	else if (!boundary_after(r->ov, kt, &to)) {
-		seen_add(r, p->code, p->offset);
-		return 0;
-	}
+	else if (!boundary_after(r->ov, kt, &to) || pcm_pos_eq(to, kt))
+		return 0;   /* key_tail is at a damaged kset: the log repair salvages it */
 	if (!act_begin(r, p, "move key_tail%s from %u:%u to the kset boundary %u:%u",
 		       pcm_pos_eq(kt, dt) ? " and dirty_tail" : "", kt.cseg, kt.seg_off, to.cseg,
 		       to.seg_off))

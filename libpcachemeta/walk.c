@@ -5,6 +5,7 @@
  * kset failing magic/key_num/crc, hop at LAST ksets with the seg_num cap.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "le.h"
@@ -18,23 +19,17 @@ void pcm_walk_init(struct pcm_walk *w, const struct pcm_cache *c, struct pcm_pos
 	w->data = w->buf;
 }
 
-/* Loads the bytes at w->pos, keeping the kernel's carry-over for short reads. */
+/*
+ * Loads the bytes at w->pos, keeping the kernel's carry-over for short reads.
+ * Always a copy through pcm_dev_read (never a pointer into the mapping), so a
+ * media error is an -EIO here and not a SIGBUS later.
+ */
 static int walk_load(struct pcm_walk *w)
 {
 	const struct pcm_cache *c = w->c;
 	uint32_t avail = PCM_DATA_SIZE - w->pos.seg_off;
 	uint64_t off = pcm_pos_dev_off(c, w->pos.cseg, w->pos.seg_off);
-	const void *p;
 
-	if (avail >= PCM_KSET_SIZE_MAX) {
-		p = pcm_dev_ptr(c->dev, off, PCM_KSET_SIZE_MAX);
-		if (p) {
-			w->data = p;
-			return 0;
-		}
-	} else if (w->data != w->buf) {
-		memcpy(w->buf, w->data, PCM_KSET_SIZE_MAX);
-	}
 	w->data = w->buf;
 	return pcm_dev_read(c->dev, off, w->buf,
 			    avail < PCM_KSET_SIZE_MAX ? avail : PCM_KSET_SIZE_MAX);
@@ -121,29 +116,11 @@ const char *pcm_walk_stop_str(enum pcm_walk_stop s)
 	return "unknown";
 }
 
-/* kcrc over len bytes of cache data, chunked when the device is not mapped. */
+/* kcrc over len bytes of cache data (media errors: -EIO, see pcm_dev_crc). */
 static int data_crc(const struct pcm_cache *c, const struct pcm_key *k, uint32_t *out)
 {
-	uint64_t off = pcm_pos_dev_off(c, k->cseg, k->seg_off);
-	const void *p = pcm_dev_ptr(c->dev, off, k->len);
-	uint8_t buf[65536];
-	uint32_t crc = PCM_CRC_SEED;
-
-	if (p) {
-		*out = pcm_kcrc(p, k->len);
-		return 0;
-	}
-	for (uint32_t done = 0; done < k->len;) {
-		uint32_t n = k->len - done < sizeof(buf) ? k->len - done : sizeof(buf);
-		int rc = pcm_dev_read(c->dev, off + done, buf, n);
-
-		if (rc)
-			return rc;
-		crc = pcm_crc32c(crc, buf, n);
-		done += n;
-	}
-	*out = crc;
-	return 0;
+	return pcm_dev_crc(c->dev, pcm_pos_dev_off(c, k->cseg, k->seg_off), k->len,
+			   PCM_CRC_SEED, out);
 }
 
 enum pcm_key_verdict pcm_key_check(const struct pcm_cache *c, const struct pcm_key *k,
@@ -224,6 +201,19 @@ int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_p
 	if (pcm_dev_read(c->dev, pcm_pos_dev_off(c, end.cseg, end.seg_off), buf, sizeof(buf)))
 		return 0;
 	pcm_kset_hdr_decode(buf, &h);
+	/* a LAST kset is written after its segment's offset 0 was zeroed: a valid kset there
+	 * means the LAST itself was damaged, not torn */
+	if (h.magic == PCM_KSET_MAGIC && (h.flags & PCM_KSET_F_LAST) && h.key_num < c->n_segs) {
+		q = (struct pcm_pos){ h.key_num, 0 };
+		if (kset_valid_at(c, q)) {
+			*next = q;
+			return 1;
+		}
+	}
+	/* a damaged LAST: the one chain starting at some segment's offset 0 that no other
+	 * such chain leads to, and that ends at a terminator, is where the log went on */
+	if (h.magic == PCM_KSET_MAGIC && (h.flags & PCM_KSET_F_LAST))
+		return pcm_walk_find_root(c, end.cseg, next);
 	if (h.magic == PCM_KSET_MAGIC && !(h.flags & PCM_KSET_F_LAST) && h.key_num >= 1 &&
 	    h.key_num <= 128) {
 		q.seg_off = end.seg_off + (uint32_t)pcm_kset_size(&h);
@@ -244,4 +234,67 @@ int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_p
 		}
 	}
 	return 0;
+}
+
+bool pcm_walk_boundary_after(const struct pcm_cache *c, struct pcm_pos pos, struct pcm_pos *out)
+{
+	struct pcm_walk *w = malloc(sizeof(*w));
+	bool found = false;
+
+	if (!w)
+		return false;
+	pcm_walk_init(w, c, (struct pcm_pos){ pos.cseg, 0 });
+	for (;;) {
+		struct pcm_pos at = w->has_next ? w->next : w->pos;
+		enum pcm_walk_event ev;
+
+		if (at.cseg != pos.cseg)
+			break;
+		if (at.seg_off >= pos.seg_off) {
+			*out = at;
+			found = true;
+			break;
+		}
+		ev = pcm_walk_next(w);
+		if (ev != PCM_WALK_KSET && ev != PCM_WALK_LAST)
+			break;
+	}
+	free(w);
+	return found;
+}
+
+/* Walks the chain from s:0; marks where its LAST ksets lead; true if it ends at a terminator. */
+static bool chain_from(const struct pcm_cache *c, struct pcm_walk *w, uint32_t s, uint8_t *reached)
+{
+	enum pcm_walk_event ev;
+
+	pcm_walk_init(w, c, (struct pcm_pos){ s, 0 });
+	ev = pcm_walk_next(w);
+	if (ev != PCM_WALK_KSET && ev != PCM_WALK_LAST)
+		return false;
+	while (ev == PCM_WALK_KSET || ev == PCM_WALK_LAST) {
+		if (ev == PCM_WALK_LAST && w->next.cseg != s)
+			reached[w->next.cseg] = 1;
+		ev = pcm_walk_next(w);
+	}
+	return w->stop == PCM_STOP_TERMINATOR;
+}
+
+bool pcm_walk_find_root(const struct pcm_cache *c, uint32_t exclude, struct pcm_pos *root)
+{
+	struct pcm_walk *w = malloc(sizeof(*w));
+	uint8_t *cand = calloc(c->n_segs, 1), *reached = calloc(c->n_segs, 1);
+	uint32_t roots = 0;
+
+	for (uint32_t s = 0; w && cand && reached && s < c->n_segs; s++)
+		cand[s] = s != exclude && chain_from(c, w, s, reached);
+	for (uint32_t s = 0; w && cand && reached && s < c->n_segs; s++)
+		if (cand[s] && !reached[s]) {
+			roots++;
+			*root = (struct pcm_pos){ s, 0 };
+		}
+	free(cand);
+	free(reached);
+	free(w);
+	return roots == 1;
 }

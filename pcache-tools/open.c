@@ -13,9 +13,13 @@ int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev)
 		return EXIT_OK;
 	if (*pcm_dev_errmsg() && rc != -EBUSY)
 		cli_err(path, "cannot open: %s (%s)", cli_dev_strerror(rc), pcm_dev_errmsg());
-	else if (rc == -EBUSY && *pcm_dev_errmsg())
-		cli_err(path, "cannot open: device is in use by %s", pcm_dev_errmsg());
-	else
+	else if (rc == -EBUSY && *pcm_dev_errmsg()) {
+		/* "in use by dm device NAME", "in use by process flock (pid N)", ... */
+		cli_err(path, "cannot open: in use by %s", pcm_dev_errmsg());
+		if (!strncmp(pcm_dev_errmsg(), "dm device ", 10))
+			cli_hint("the kernel is using it: 'dmsetup remove %s' first ('pcache info' "
+				 "and 'pcache list' can read it meanwhile)", pcm_dev_errmsg() + 10);
+	} else
 		cli_err(path, "cannot open: %s", cli_dev_strerror(rc));
 	return EXIT_OPERATIONAL;
 }

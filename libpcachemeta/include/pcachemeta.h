@@ -397,6 +397,13 @@ const char *pcm_walk_stop_str(enum pcm_walk_stop s);
  * follows is stale, or nothing follows).
  */
 int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next);
+/*
+ * The one log chain that starts at some segment's data offset 0 (other than
+ * exclude), that no other such chain leads to, and that ends at a terminator.
+ */
+bool pcm_walk_find_root(const struct pcm_cache *c, uint32_t exclude, struct pcm_pos *root);
+/* The first kset boundary at or after pos, walking pos's segment from data offset 0. */
+bool pcm_walk_boundary_after(const struct pcm_cache *c, struct pcm_pos pos, struct pcm_pos *out);
 
 /* Key decode checks (FORMAT.md 6.5); returns 0 or a PCM_KEY_* code. */
 enum pcm_key_verdict {
@@ -555,6 +562,7 @@ enum pcm_kernel_reaction {
 	X(LOG_HOPS,            ERROR,    REFUSES, false, "more LAST hops than segments") \
 	X(LOG_NEXT_RANGE,      ERROR,    REFUSES, false, "LAST kset names a segment past n_segs") \
 	X(LOG_KSET_OVERSIZE,   ERROR,    REFUSES, false, "kset runs past the end of its segment") \
+	X(KSET_OVERSIZE_CORRUPT, WARNING, ENDS_LOG, false, "a corrupt kset claims more bytes than its segment holds") \
 	X(LOG_IO,              ERROR,    REFUSES, false, "I/O error reading the log") \
 	X(LOG_DATA_OVERLAP,    CRITICAL, SILENT,  false, "a live key points into a segment holding the log") \
 	X(KSET_EMPTY,          NOTE,     IGNORES, false, "kset with 0 keys") \
@@ -570,7 +578,8 @@ enum pcm_kernel_reaction {
 	X(KEY_STALE,           WARNING,  DROPS_KEY, false, "stale key in the live log (GC crash window)") \
 	X(KEY_UNALIGNED,       WARNING,  SILENT,  false, "key not sector aligned, longer than 4 MiB or crossing a 4 MiB window") \
 	X(KEY_ALIAS,           ERROR,    SILENT,  false, "live keys share cache data space") \
-	X(KEY_FLAGS,           NOTE,     IGNORES, false, "key has unknown flags, reserved bits or a data_crc without DATA_CRC")
+	X(KEY_FLAGS,           NOTE,     IGNORES, false, "key has unknown flags, reserved bits or a data_crc without DATA_CRC") \
+	X(MEDIA_BADBLOCK,      ERROR,    REFUSES, false, "bad block (media error) under a structure, cached data or free space")
 
 enum pcm_problem_code {
 #define PCM_X_ENUM(name, sev, kr, safe, text) PCM_P_##name,
@@ -645,6 +654,7 @@ struct pcm_repair_action {
 	char what[200];                /* what changes, for people */
 	uint64_t lost_keys;            /* keys this action gives up (never recoverable ones only) */
 	uint64_t lost_dirty_bytes;
+	uint64_t lost_ksets;           /* corrupt ksets skipped (their keys cannot be read) */
 	uint64_t first_write, nwrites; /* its writes in the overlay's write log */
 };
 
@@ -657,6 +667,7 @@ struct pcm_repair_opts {
 	/* Each problem of the first check, as pcm_check_run reports it. */
 	void (*report)(const struct pcm_problem *p, void *arg);
 	void *arg;
+	bool force;                    /* pcm_repair_apply writes over bad blocks too */
 };
 
 struct pcm_repair_plan {
@@ -664,8 +675,9 @@ struct pcm_repair_plan {
 	struct pcm_repair_action *act;
 	uint64_t nact;
 	struct pcm_check_result before, after;
-	uint64_t lost_keys, lost_dirty_bytes;
+	uint64_t lost_keys, lost_dirty_bytes, lost_ksets;
 	bool can_fix_all;              /* after.problems == 0 */
+	bool force;                    /* from pcm_repair_opts.force */
 };
 
 /* Plans every allowed fix for dev (opened read-only is fine). */
@@ -749,6 +761,57 @@ int pcm_appender_take_seg(struct pcm_appender *a, uint32_t keep, uint32_t *cseg)
 int pcm_appender_release_seg(struct pcm_appender *a, uint32_t cseg);
 /* Extent covering off, else the first one after off in off's window, else NULL. */
 const struct pcm_extent *pcm_index_lookup_ge(const struct pcm_index *idx, uint64_t off);
+
+/* ---- real devices: media errors, bad blocks, who holds a device ---- */
+/*
+ * Mapped devices: every pcm_dev_* access to the mapping runs under a SIGBUS guard (a
+ * process-wide SA_SIGINFO handler, installed when the first device is mapped; other
+ * SIGBUS go to the previous handler or the default action), so a media error is -EIO.
+ * Reads through pcm_dev_ptr() are not guarded.
+ */
+/* crc = pcm_crc32c(seed, bytes [off, off+len)) without copying; -EIO on media errors. */
+int pcm_dev_crc(struct pcm_dev *dev, uint64_t off, uint64_t len, uint32_t seed, uint32_t *crc);
+
+/* A range of the device the hardware reports as bad, in bytes. */
+struct pcm_badblock {
+	uint64_t off, len;
+};
+/*
+ * Calls cb for each bad block of dev, in ascending order, merged: libpmem2 for mapped
+ * devices (devdax, files on DAX filesystems), /sys/class/block/NAME/badblocks for block
+ * devices, none for files without DAX; an overlay reports its base's.  Test seam:
+ * PCACHE_TEST_BADBLOCKS="OFF:LEN[,OFF:LEN...]" (bytes) adds ranges (listed only: they
+ * stay readable).  Returns 0, a negative errno, or what cb returned when not 0.
+ */
+int pcm_dev_badblocks(struct pcm_dev *dev, int (*cb)(uint64_t off, uint64_t len, void *arg),
+		      void *arg);
+/* The same as an array owned by dev (valid until it is closed). */
+int pcm_dev_badblock_list(struct pcm_dev *dev, const struct pcm_badblock **list, size_t *n);
+/* The first range of a sorted list overlapping [off, off+len), or NULL. */
+const struct pcm_badblock *pcm_badblock_find(const struct pcm_badblock *list, size_t n,
+					     uint64_t off, uint64_t len);
+/*
+ * 1 when a write of plan p overlaps a bad block of dev (the first such write's index in
+ * the overlay's write log and the bad block in *write and *bb), 0 when none, or -errno.
+ * pcm_repair_apply() refuses such a plan with -EHWPOISON, writing nothing, unless p->force.
+ */
+int pcm_repair_badblock_conflict(struct pcm_dev *dev, const struct pcm_repair_plan *p,
+				 uint64_t *write, struct pcm_badblock *bb);
+
+enum pcm_holder_kind {
+	PCM_HOLDER_NONE = 0,
+	PCM_HOLDER_DM,           /* a device-mapper table: name is its dm name */
+	PCM_HOLDER_KERNEL,       /* another sysfs holder: name is its kernel name */
+	PCM_HOLDER_MOUNT,        /* a mounted filesystem: name is the mount point */
+	PCM_HOLDER_PROCESS,      /* a process holding a file lock: "COMM (pid N)" */
+};
+/*
+ * Who holds path: for a block device its sysfs holders (a dm table first), else a
+ * mount; for a file or devdax device a lock in /proc/locks.  Returns a PCM_HOLDER_*
+ * and its name, or -errno.  pcm_dev_open(PCM_DEV_EXCL) fails with -EBUSY and
+ * pcm_dev_errmsg() "dm device NAME", "process COMM (pid N)", ... when it is held.
+ */
+int pcm_dev_holder(const char *path, char *name, size_t len);
 
 #ifdef __cplusplus
 }

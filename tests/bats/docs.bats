@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: GPL-2.0-or-later
 # The documentation stays in step with the code: the problem table, the man pages
-# (render cleanly, document every option), the JSON keys and the exit codes.
+# (render cleanly, document every option), the JSON keys, the exit codes and the
+# undo file layout.
 
 load helpers
 
@@ -152,7 +153,8 @@ poke() {
 	i=0
 	for dev in "$img" "$b" "$c"; do
 		for h in "" -u; do
-			for args in "info" "dump" "dump --all-replicas" "replay --verify-data" "fsck --verify-data"; do
+			for args in "info" "dump" "dump --all-replicas" "replay --verify-data" "fsck --verify-data" \
+				"fsck -y --dry-run" "fsck -p --dry-run"; do
 				i=$((i + 1))
 				# shellcheck disable=SC2086
 				"$PCACHE" $args --json $h "$dev" >"$out/$i.json" 2>/dev/null || true
@@ -188,7 +190,30 @@ sys.exit(1 if missing else 0)
 EOF
 	[ "$status" -eq 0 ] || die "doc/json.md misses: $output $stderr"
 	# The outputs covered the interesting shapes.
-	for k in crc_expected reason note code; do
+	for k in crc_expected reason note code repair action kernel_verdict_after; do
 		grep -rqF "\"$k\"" "$out" || die "no JSON output had '$k': the test images changed"
 	done
+}
+
+@test "doc/undo.md describes the undo files fsck --undo writes" {
+	[ -x "$MKIMAGE" ] || die "$MKIMAGE is not built"
+	img="$BATS_TEST_TMPDIR/u.pmem"
+	"$MKIMAGE" --size 1G --writes 200 --quiet "$img" || die "mkimage failed"
+	poke "$img" $((20480 + 12288 + 40)) ff
+	undo="$BATS_TEST_TMPDIR/u.undo"
+	run --separate-stderr "$PCACHE" fsck -y --undo "$undo" "$img"
+	[ $((status & 1)) -eq 1 ] || die "fsck -y changed nothing (status $status): $output $stderr"
+	doc="$REPO_ROOT/doc/undo.md"
+	# header: magic, version 1, flags 1 (finished), crc at 124; the first record at 128
+	[ "$(head -c 8 "$undo")" = PCMUNDO1 ] || die "header magic: $(head -c 8 "$undo" | od -c)"
+	grep -qF '`PCMUNDO1`' "$doc" || die "doc/undo.md does not name the magic PCMUNDO1"
+	[ "$(od -An -tu4 -j 8 -N 8 "$undo" | tr -s ' ')" = " 1 1" ] || die "version/flags: $(od -An -tu4 -j 8 -N 8 "$undo")"
+	grep -qF '| 124 | 4 | crc |' "$doc" || die "doc/undo.md: no header crc at 124"
+	[ "$(tail -c +129 "$undo" | head -c 4)" = PCUR ] || die "no record at offset 128"
+	grep -qF 'from offset 128' "$doc" || die "doc/undo.md: records do not start at 128"
+	grep -qF '`PCUR`' "$doc" || die "doc/undo.md does not name the record magic PCUR"
+	run --separate-stderr "$PCACHE" undo "$undo" "$img"
+	assert_status 0
+	run --separate-stderr "$PCACHE" undo "$undo" "$img"
+	assert_status 8
 }

@@ -232,7 +232,8 @@ static int format_image(const struct mk_opts *o, struct pcm_dev **dev)
 	rc = make_sparse(o->img, o->size);
 	if (rc)
 		return err(o->img, "create", rc);
-	rc = pcm_dev_open(o->img, PCM_DEV_RDWR, dev);
+	/* pwrite beats page faults on a sparse file 2:1; --persist keeps pmem-like msync. */
+	rc = pcm_dev_open(o->img, PCM_DEV_RDWR | (o->persist ? 0 : PCM_DEV_NOMAP), dev);
 	if (rc)
 		return err(o->img, "open", rc);
 	rc = pcm_format_write(*dev, &plan, NULL, NULL);

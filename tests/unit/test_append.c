@@ -207,6 +207,20 @@ static void img_garbage(struct img *im, uint32_t cseg, uint32_t len)
 			      len - o < sizeof(junk) ? len - o : sizeof(junk));
 }
 
+/* Gives every segment a random gen (slot 0, seq 2: newer than format's slot 1). */
+static void img_set_gens(struct img *im)
+{
+	for (uint32_t i = 0; i < im->c->n_segs; i++) {
+		struct pcm_seg_gen g = { .h.seq = 2, .gen = rng() % 1000 + 1 };
+		uint8_t raw[PCM_SEG_GEN_SIZE];
+
+		pcm_seg_gen_encode(&g, raw);
+		pcm_record_seal(raw, sizeof(raw));
+		pcm_dev_write(im->dev, pcm_seg_base(im->c->dseg[i]) + PCM_SEG_CTRL_OFF, raw,
+			      sizeof(raw));
+	}
+}
+
 static bool pos_is(struct pcm_pos p, uint32_t cseg, uint32_t seg_off)
 {
 	return p.cseg == cseg && p.seg_off == seg_off;
@@ -299,6 +313,14 @@ out:
 	img_destroy(&im);
 }
 
+static bool keys_gen_ok(const struct img *im)
+{
+	for (size_t i = 0; i < im->n_keys; i++)
+		if (im->keys[i].seg_gen != im->c->gen[im->keys[i].cseg])
+			return false;
+	return true;
+}
+
 /* Random overlapping writes with random flushes; reload, a second session, reload. */
 static void random_session(struct img *im, unsigned n, const char *what)
 {
@@ -327,6 +349,8 @@ static void test_random(bool persist, bool data_crc)
 		goto out;
 	for (uint32_t i = 0; i < im.c->n_segs; i++)
 		img_garbage(&im, i, 256 * 1024);
+	img_set_gens(&im);
+	ok(img_reload(&im) == 0 && im.c->gen[1] != 0, "%s: segments have gens", what);
 	for (int session = 0; session < 2; session++) {
 		pcm_appender_set_persist(im.a, persist);
 		random_session(&im, persist ? 300 : 2500, what);
@@ -337,8 +361,10 @@ static void test_random(bool persist, bool data_crc)
 		if (!im.r)
 			break;
 		ok(pcm_pos_eq(im.r->key_head, head) && im.r->segs_used == used &&
-		      im.r->keys == im.n_keys && im.r->ksets == im.n_ksets,
+		      im.r->keys == im.n_keys && im.r->ksets == im.n_ksets &&
+		      im.r->stale_keys == 0,
 		      "%s: replay agrees on key_head, segments in use, keys, ksets", what);
+		ok(keys_gen_ok(&im), "%s: every key carries its segment's gen", what);
 		check_replay(&im, what);
 	}
 out:
@@ -473,6 +499,30 @@ static void sector_keys(const struct pcm_key *k, struct pcm_key out[PCM_KSET_KEY
 	}
 }
 
+/* Fills the log with small ksets of key k's sectors until the rest of its segment is rest. */
+static int log_fill_to(struct img *im, const struct pcm_key ks[PCM_KSET_KEYS_MAX], uint32_t rest)
+{
+	uint32_t have = PCM_DATA_SIZE - pcm_appender_key_head(im->a).seg_off, m, k = 5, sum;
+	int rc = 0;
+
+	while (!rc && have - rest > 4 * PCM_KSET_SIZE_MAX) {
+		rc = pcm_append_kset(im->a, ks, PCM_KSET_KEYS_MAX);
+		have -= PCM_KSET_SIZE_MAX;
+	}
+	/* Now 8m bytes to go, as k ksets of 8 (5 n_i + 3) bytes each. */
+	m = (have - rest) / 8;
+	while ((m - 3 * k) % 5)
+		k++;
+	sum = (m - 3 * k) / 5;
+	for (uint32_t i = 0; !rc && i < k; i++) {
+		uint32_t n = sum / (k - i);
+
+		rc = pcm_append_kset(im->a, ks, n);
+		sum -= n;
+	}
+	return rc;
+}
+
 static void test_enospc(void)
 {
 	static uint8_t data[WIN];
@@ -499,11 +549,19 @@ static void test_enospc(void)
 	      pcm_appender_key_head(im.a)), "enospc: a refused write changes nothing");
 	ok(pcm_append_flush(im.a) == 0, "enospc: flush still works");
 	sector_keys(&im.keys[im.n_keys - 1], ks);
-	nw = 0;
-	while ((rc = pcm_append_kset(im.a, ks, PCM_KSET_KEYS_MAX)) == 0)
-		nw++;
-	ok(rc == -ENOSPC && nw > 3000 && pcm_appender_key_head(im.a).cseg == 0,
-	      "enospc: the log cannot leave its full segment (%u ksets fitted)", nw);
+	rc = log_fill_to(&im, ks, PCM_KSET_SIZE_MAX + 8);
+	head = pcm_appender_key_head(im.a);
+	ok(rc == 0 && pcm_append_kset(im.a, ks, PCM_KSET_KEYS_MAX) == -ENOSPC &&
+	   pcm_pos_eq(head, pcm_appender_key_head(im.a)),
+	   "enospc: a kset that needs a new log segment is refused (key_head 0:%u)",
+	   head.seg_off);
+	for (nw = 0; nw < 127 && rc == 0; nw++)
+		rc = img_write(&im, nw * 4096ull, data, 512, 0);
+	ok(rc == 0 && img_write(&im, 0, data, 512, 0) == -ENOSPC &&
+	   pcm_appender_open_keys(im.a) == 127 && pcm_pos_eq(head, pcm_appender_key_head(im.a)),
+	   "enospc: the write whose key would close the kset is refused whole");
+	ok(pcm_append_flush(im.a) == 0 && pcm_appender_key_head(im.a).cseg == 0,
+	   "enospc: 127 keys still fit");
 	ok(img_reload(&im) == 0, "enospc: reload");
 	if (im.r)
 		check_replay(&im, "enospc");
@@ -517,15 +575,15 @@ static bool kset_fits(uint32_t o, uint32_t z)
 	return PCM_DATA_SIZE - o >= z + PCM_KSET_HDR_SIZE;
 }
 
-static void check_last_kset(struct img *im, uint32_t o, uint32_t next)
+static void check_last_kset(struct img *im, uint32_t cseg, uint32_t o, uint32_t next)
 {
 	uint8_t raw[PCM_KSET_HDR_SIZE];
 	struct pcm_kset_hdr h;
 
-	pcm_dev_read(im->dev, pcm_pos_dev_off(im->c, 0, o), raw, sizeof(raw));
+	pcm_dev_read(im->dev, pcm_pos_dev_off(im->c, cseg, o), raw, sizeof(raw));
 	pcm_kset_hdr_decode(raw, &h);
 	ok(h.magic == PCM_KSET_MAGIC && h.flags == PCM_KSET_F_LAST && h.key_num == next &&
-	      h.crc == pcm_kcrc(raw + 4, 20), "last: LAST kset at 0:%u names segment %u", o, next);
+	      h.crc == pcm_kcrc(raw + 4, 20), "LAST kset at %u:%u names segment %u", cseg, o, next);
 }
 
 static void test_last_crafted(void)
@@ -552,7 +610,7 @@ static void test_last_crafted(void)
 	}
 	ok(!bad && pcm_appender_key_head(im.a).cseg == 2,
 	      "last: 3400 crafted ksets cross into log segment 2");
-	check_last_kset(&im, o, 2);
+	check_last_kset(&im, 0, o, 2);
 	random_session(&im, 300, "last");
 	ok(img_reload(&im) == 0, "last: reload");
 	if (!im.r)
@@ -565,9 +623,47 @@ out:
 	img_destroy(&im);
 }
 
+/* 6.2 step 1 at its edges: rest Z + 24 still fits, rest Z + 8 does not. */
+static void test_last_edges(void)
+{
+	static uint8_t data[4096];
+	struct pcm_key ks[PCM_KSET_KEYS_MAX];
+	struct pcm_pos h;
+	struct img im;
+	int rc = img_create(&im, GIB, false, 16 * MIB);
+
+	ok(rc == 0, "last edges: create image");
+	if (rc)
+		goto out;
+	pcm_appender_set_persist(im.a, false);
+	fill(data, sizeof(data));
+	rc = img_write(&im, 3 * MIB, data, sizeof(data), 0) || pcm_append_flush(im.a);
+	sector_keys(&im.keys[0], ks);
+	rc = rc || log_fill_to(&im, ks, PCM_KSET_SIZE_MAX + PCM_KSET_HDR_SIZE) ||
+	     pcm_append_kset(im.a, ks, PCM_KSET_KEYS_MAX);
+	h = pcm_appender_key_head(im.a);
+	ok(!rc && pos_is(h, 0, PCM_DATA_SIZE - PCM_KSET_HDR_SIZE),
+	   "last edges: a kset with exactly 24 bytes behind it stays (key_head 0:%u)", h.seg_off);
+	rc = pcm_append_kset(im.a, ks, 1);
+	ok(!rc && pos_is(pcm_appender_key_head(im.a), 2, 64),
+	   "last edges: the next kset goes to segment 2");
+	check_last_kset(&im, 0, PCM_DATA_SIZE - PCM_KSET_HDR_SIZE, 2);
+	rc = log_fill_to(&im, ks, PCM_KSET_SIZE_MAX + 8) ||
+	     pcm_append_kset(im.a, ks, PCM_KSET_KEYS_MAX);
+	ok(!rc && pos_is(pcm_appender_key_head(im.a), 3, PCM_KSET_SIZE_MAX),
+	   "last edges: a kset with only 8 bytes behind it moves to segment 3");
+	check_last_kset(&im, 2, PCM_DATA_SIZE - PCM_KSET_SIZE_MAX - 8, 3);
+	ok(img_reload(&im) == 0 && im.r->last_ksets == 2 && im.r->keys == im.n_keys,
+	   "last edges: replay crosses both LAST ksets");
+	if (im.r)
+		check_replay(&im, "last edges");
+out:
+	img_destroy(&im);
+}
+
 static void test_last_by_writes(void)
 {
-	uint8_t data[512];
+	uint8_t data[512] = { 0 };
 	struct img im;
 	int rc = img_create(&im, GIB, false, 16 * MIB), bad = 0;
 	unsigned n = 0;
@@ -587,6 +683,30 @@ static void test_last_by_writes(void)
 	      "last writes: replay crosses one LAST kset");
 	if (im.r)
 		check_replay(&im, "last writes");
+out:
+	img_destroy(&im);
+}
+
+/* Segments go out lowest free from the hint (the cseg last taken), wrapping once (4). */
+static void test_alloc(void)
+{
+	uint32_t s[4] = { 0 }, t = 0, n = 0;
+	struct img im;
+	int rc = img_create(&im, GIB, false, 16 * MIB);
+
+	ok(rc == 0, "alloc: create image");
+	if (rc)
+		goto out;
+	for (int i = 0; i < 3; i++)
+		rc |= pcm_appender_take_seg(im.a, 0, &s[i]);
+	ok(!rc && s[0] == 1 && s[1] == 2 && s[2] == 3, "alloc: fresh cache hands out 1, 2, 3");
+	rc = pcm_appender_release_seg(im.a, 2) || pcm_appender_take_seg(im.a, 0, &s[3]);
+	ok(!rc && s[3] == 4, "alloc: a freed segment below the hint waits (got %u)", s[3]);
+	while (pcm_appender_take_seg(im.a, 0, &t) == 0 && t != 2)
+		n++;
+	ok(t == 2 && n == im.c->n_segs - 5, "alloc: after the last segment it wraps to 2");
+	ok(pcm_appender_take_seg(im.a, 0, &t) == -ENOSPC &&
+	   pcm_appender_segs_used(im.a) == im.c->n_segs, "alloc: then the cache is full");
 out:
 	img_destroy(&im);
 }
@@ -665,7 +785,9 @@ int main(void)
 	test_data_crc();
 	test_enospc();
 	test_last_crafted();
+	test_last_edges();
 	test_last_by_writes();
+	test_alloc();
 	test_unflushed();
 	test_args();
 	return tap_done();

@@ -1,0 +1,88 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The fsck corruption corpus (tests/corrupt/cases.txt, run by tests/corrupt/run-corpus.sh)
+# and the damage tool it uses (tests/tools/corrupt.c).
+
+load helpers
+
+CORRUPT="$PCACHE_BUILD/tests/corrupt"
+CORPUS="$REPO_ROOT/tests/corrupt/run-corpus.sh"
+CASES="$REPO_ROOT/tests/corrupt/cases.txt"
+
+# fresh NAME [FORMAT_OPTS]: a freshly formatted 1071644672-byte image; prints its path.
+fresh() {
+	local img
+	img=$(mkimg "$1" "$KERNEL_DEV_SIZE") || return 1
+	"$PCACHE" format -q -y "${@:2}" "$img" >/dev/null || return 1
+	echo "$img"
+}
+
+@test "corrupt: usage errors exit 16" {
+	[ -x "$CORRUPT" ] || die "$CORRUPT is not built"
+	run --separate-stderr "$CORRUPT"
+	assert_status 16
+	img=$(fresh pmem)
+	run --separate-stderr "$CORRUPT" "$img" no-such-corruption
+	assert_status 16
+	assert_contains "$stderr" "unknown corruption"
+	run --separate-stderr "$CORRUPT" "$img" kset-crc notanumber
+	assert_status 16
+}
+
+@test "corrupt: every case of the corpus names a known corruption, at least 40 of them" {
+	run --separate-stderr "$CORRUPT" --list
+	assert_status 0
+	known=" $(echo $output) "
+	[ "$(wc -w <<<"$output")" -ge 40 ] || die "only $(wc -w <<<"$output") corruptions"
+	used=0
+	while read -r name base opt code; do
+		case "$name" in '' | '#'*) continue ;; esac
+		name=${name%%:*}
+		[[ "$known" == *" $name "* ]] || die "cases.txt uses unknown corruption '$name'"
+		used=$((used + 1))
+	done <"$CASES"
+	[ "$used" -ge 40 ] || die "cases.txt has only $used cases"
+}
+
+@test "corrupt: a structure the image lacks exits 8 and changes nothing" {
+	img=$(fresh pmem)
+	before=$(md5 "$img")
+	for c in kset-crc kset-first-crc key-len-zero last-crc; do
+		run --separate-stderr "$CORRUPT" "$img" "$c"
+		assert_status 8
+		assert_no_stdout
+		[ -n "$stderr" ] || die "$c: no error message"
+	done
+	run --separate-stderr "$CORRUPT" "$img" chain-no-next 99
+	assert_status 8
+	[ "$(md5 "$img")" = "$before" ] || die "the image changed"
+}
+
+@test "corrupt: says which bytes it changed, and changes exactly those" {
+	img=$(fresh pmem)
+	run --separate-stderr "$CORRUPT" "$img" sb-crc
+	assert_status 0
+	[ "$output" = "corrupt: sb-crc: @4096 +1: db -> 24 (superblock checksum broken)" ] ||
+		die "unexpected report: '$output'"
+	[ "$(od -An -tx1 -j4096 -N1 "$img" | tr -d ' ')" = 24 ] || die "byte 4096 not changed"
+	# a checksum-valid rewrite: the superblock verdict moves from CRC to seg_num
+	img=$(fresh pmem2)
+	run --separate-stderr "$CORRUPT" "$img" sb-seg-num-zero
+	assert_status 0
+	[[ "$output" == "corrupt: sb-seg-num-zero: @4096 +"*" -> "* ]] || die "report: '$output'"
+	run --separate-stderr pcache fsck -n --json "$img"
+	assert_status 4
+	echo "$output" >"$BATS_TEST_TMPDIR/fsck.json"
+	pyjson "$BATS_TEST_TMPDIR/fsck.json" "
+codes = sorted(set(p['code'] for p in d[0]['problems']))
+assert codes == ['SB_SEG_NUM_RANGE'], codes
+"
+}
+
+@test "corruption corpus: fsck reports exactly the expected problems (tests/corrupt/cases.txt)" {
+	[ -x "$PCACHE_BUILD/tests/mkimage" ] || die "$PCACHE_BUILD/tests/mkimage is not built"
+	run "$CORPUS" "$PCACHE_BUILD"
+	echo "$output" | grep -E '^(not ok|# corpus:)' -A8 | grep -vE '^ok ' >&2 || true
+	[[ "$output" == *"# corpus: "*" passed, 0 failed"* ]] || die "corpus failures (above)"
+	assert_status 0
+}

@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Helpers for the scenario scripts that run inside the guest (busybox sh).
+# Results go to /out/results as `key value...` lines; the host reads them back.
+# Every helper is careful to leave a result line even when the step fails, so
+# the host can say what went wrong.
+
+BACK=/dev/vda
+PMEM=/dev/pmem0
+RB=/dev/vdd
+OUT=/out
+# GNU dd (gdd) for I/O through the target: busybox dd does not issue O_DIRECT
+# writes of the requested size and has no oflag=dsync.
+DD=dd
+command -v gdd >/dev/null 2>&1 && DD=gdd
+
+pg_note() {
+	echo "$*" >>"$OUT/results"
+}
+
+pg_wait_dev() {
+	_d=$1
+	_n=${2:-10}
+	while [ ! -e "$_d" ] && [ "$_n" -gt 0 ]; do
+		sleep 1
+		_n=$((_n - 1))
+	done
+	[ -e "$_d" ]
+}
+
+# pg_create NAME DATA_CRC(true|false) [extra table words]: loads the pcache table.
+# Result line: create_NAME ok | create_NAME fail <error text>
+pg_create() {
+	_name=$1
+	_crc=$2
+	_sz=$(blockdev --getsz "$BACK")
+	_t0=$(date +%s)
+	if dmsetup create --noudevsync "$_name" \
+		--table "0 $_sz pcache $PMEM $BACK 4 cache_mode writeback data_crc $_crc" 2>/tmp/dmerr; then
+		dmsetup mknodes "$_name" 2>/dev/null
+		pg_note "create_$_name ok"
+		pg_note "time_create_$_name $(($(date +%s) - _t0))"
+		return 0
+	fi
+	pg_note "create_$_name fail $(tr '\n' ' ' </tmp/dmerr) | $(dmesg | grep -i pcache | tail -n 3 | tr '\n' ' ')"
+	return 1
+}
+
+# pg_status NAME KEY: result line `KEY <the fields after "pcache">`.
+pg_status() {
+	_s=$(dmsetup status "$1" 2>&1)
+	pg_note "$2 ${_s#* pcache }"
+}
+
+pg_table() {
+	_s=$(dmsetup table "$1" 2>&1)
+	pg_note "$2 ${_s#* pcache }"
+}
+
+# pg_writes NAME LIST BLOB [oflag extra]: one direct write per line `off len src`
+# of LIST (bytes), data from BLOB at src.  Result: writes_NAME <done> <failed>.
+pg_writes() {
+	_name=$1
+	_list=$2
+	_blob=$3
+	_of=direct${4:+,$4}
+	_ok=0
+	_bad=0
+	while read -r _off _len _src; do
+		[ -n "$_off" ] || continue
+		if $DD if="$_blob" of="/dev/mapper/$_name" bs="$_len" count=1 iflag=skip_bytes skip="$_src" \
+			oflag="seek_bytes,$_of" seek="$_off" conv=notrunc status=none 2>/tmp/dderr; then
+			_ok=$((_ok + 1))
+		else
+			_bad=$((_bad + 1))
+			[ "$_bad" -le 3 ] && pg_note "write_error $_off $_len $(tr '\n' ' ' </tmp/dderr)"
+		fi
+	done <"$_list"
+	pg_note "writes_$_name $_ok $_bad"
+}
+
+# pg_copy NAME OFF LEN SRC BS [oflag extra]: LEN bytes of /scn/blob from SRC to
+# the target at OFF, as direct writes of BS bytes each (one key per write).
+# Result: copy_NAME_OFF ok|fail.
+pg_copy() {
+	if $DD if=/scn/blob of="/dev/mapper/$1" bs="$5" iflag=skip_bytes,count_bytes skip="$4" count="$3" \
+		oflag="seek_bytes,direct${6:+,$6}" seek="$2" conv=notrunc status=none 2>/tmp/dderr; then
+		pg_note "copy_$1_$2 ok"
+	else
+		pg_note "copy_$1_$2 fail $(tr '\n' ' ' </tmp/dderr)"
+	fi
+}
+
+# pg_flush NAME: an empty FLUSH (fsync of the block device).
+pg_flush() {
+	if $DD if=/dev/null of="/dev/mapper/$1" count=0 conv=notrunc,fsync 2>/dev/null; then
+		pg_note "flush_$1 ok"
+	else
+		pg_note "flush_$1 fail"
+	fi
+}
+
+# pg_readback NAME BYTES [KEY]: copies [0, BYTES) of the mapped device to the read-back
+# disk; the host compares it byte for byte.
+pg_readback() {
+	_key=${3:-readback}
+	_mb=$((($2 + 1048575) / 1048576))
+	_t0=$(date +%s)
+	if $DD if="/dev/mapper/$1" of="$RB" bs=1M count="$_mb" iflag=direct conv=notrunc,fsync 2>/tmp/dderr; then
+		pg_note "time_$_key $(($(date +%s) - _t0))"
+		pg_note "$_key ok $2"
+	else
+		pg_note "$_key fail $(tr '\n' ' ' </tmp/dderr)"
+	fi
+}
+
+pg_remove() {
+	if dmsetup remove --noudevsync "$1" 2>/tmp/dmerr; then
+		pg_note "remove_$1 ok"
+	else
+		pg_note "remove_$1 fail $(tr '\n' ' ' </tmp/dmerr)"
+	fi
+}
+
+pg_save() {
+	dmesg >"$OUT/dmesg" 2>/dev/null
+	date +%s >"$OUT/t_end"
+	tar -cf /tmp/results.tar -C "$OUT" . 2>/dev/null
+	dd if=/tmp/results.tar of=/dev/vdc bs=64k conv=notrunc,fsync 2>/dev/null
+}
+
+# Power cut: nothing is removed or synced; the machine resets at once.
+pg_cut() {
+	pg_note "end cut"
+	pg_save
+	echo b >/proc/sysrq-trigger
+	sleep 10
+}
+
+pg_poweroff() {
+	pg_note "end poweroff"
+	pg_save
+	poweroff -f
+	sleep 10
+}

@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Host-side helpers of the kernel interop suite, sourced by tests/kernel/run.sh
+# and the scenario scripts.  Needs: KT_BUILD (the build directory prepare.sh
+# printed), KT_WORK (this run's scratch directory), PCACHE (the pcache binary),
+# KT_HERE (tests/kernel).
+#
+# Image files: an NVDIMM file is what qemu maps as the NVDIMM; the pmem namespace
+# (/dev/pmem0 in the guest) is the part of it starting KT_NS_OFF bytes in, of
+# KT_NS_SIZE bytes.  Our tools work on a separate "pmem image" file holding exactly
+# the namespace bytes: kt_nv_to_pmem / kt_pmem_to_nv copy between the two.
+
+KT_NV_SIZE=${KT_NV_SIZE:-1073741824}
+KT_MODEL=${KT_MODEL:-python3 $KT_HERE/model.py}
+KT_BOOT_TIMEOUT=${KT_BOOT_TIMEOUT:-600}
+
+kt_log() { echo "# $*"; }
+
+KT_PASSED=${KT_PASSED:-0}
+KT_FAILED=${KT_FAILED:-0}
+KT_SKIPPED=${KT_SKIPPED:-0}
+[ -n "${KT_FAILURES+x}" ] || KT_FAILURES=()
+
+# TAP-like results; counters live in the caller's shell (run.sh).
+kt_ok() {
+	KT_PASSED=$((KT_PASSED + 1))
+	echo "ok - $*"
+}
+kt_notok() {
+	KT_FAILED=$((KT_FAILED + 1))
+	KT_FAILURES+=("$*")
+	echo "not ok - $*"
+}
+# kt_check DESCRIPTION COMMAND...: ok when the command succeeds.
+kt_check() {
+	local d=$1
+	shift
+	if "$@"; then kt_ok "$d"; else kt_notok "$d"; fi
+}
+kt_skip() {
+	KT_SKIPPED=$((KT_SKIPPED + 1))
+	echo "ok - $* # SKIP"
+}
+
+# Sparse copy.
+kt_cp() { cp --sparse=always "$1" "$2"; }
+
+# kt_nv_to_pmem NV PMEM: the namespace bytes of NV into the file PMEM.
+kt_nv_to_pmem() {
+	rm -f "$2"
+	dd if="$1" of="$2" bs=1M iflag=skip_bytes,count_bytes skip="$KT_NS_OFF" count="$KT_NS_SIZE" \
+		conv=sparse status=none && truncate -s "$KT_NS_SIZE" "$2"
+}
+
+# kt_pmem_to_nv PMEM NV: a new NVDIMM file made of the namespace header and PMEM.
+kt_pmem_to_nv() {
+	rm -f "$2"
+	cp --sparse=always "$KT_NV_HEADER" "$2" &&
+		truncate -s "$KT_NV_SIZE" "$2" &&
+		dd if="$1" of="$2" bs=1M oflag=seek_bytes seek="$KT_NS_OFF" conv=sparse,notrunc status=none
+}
+
+# The initramfs: the cached base plus an overlay with /init, the guest helpers and
+# our pcache binary with the host's libraries (run through the host's ld.so, so
+# the guest's newer libraries never mix with them).
+kt_make_initrd() {
+	local root=$KT_WORK/overlay lib
+	rm -rf "$root"
+	mkdir -p "$root/lib" "$root/host/bin" "$root/host/lib" "$root/bin"
+	cp "$KT_HERE/guest/init" "$root/init"
+	chmod 755 "$root/init"
+	cp "$KT_HERE/guest/pcache-guest.sh" "$root/lib/pcache-guest.sh"
+	cp "$PCACHE" "$root/host/bin/pcache"
+	for lib in $(ldd "$PCACHE" | grep -oE '/[^ ]+'); do
+		cp -L "$lib" "$root/host/lib/"
+	done
+	cat >"$root/bin/pcache" <<'EOF'
+#!/bin/sh
+exec /host/lib/ld-linux-x86-64.so.2 --library-path /host/lib /host/bin/pcache "$@"
+EOF
+	chmod 755 "$root/bin/pcache"
+	(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$KT_WORK/overlay.cpio.gz" &&
+		cat "$KT_BUILD/base.cpio.gz" "$KT_WORK/overlay.cpio.gz" >"$KT_WORK/initrd.img"
+}
+
+# kt_guest_script DIR: starts DIR/guest.sh (the scenario appends to it).
+kt_guest_script() {
+	mkdir -p "$1"
+	printf '# guest side of a kernel interop scenario\n. /lib/pcache-guest.sh\n' >"$1/guest.sh"
+}
+
+# kt_boot DIR: boots the guest with
+#   DIR/nv.img (NVDIMM file), DIR/back.img (backing device), DIR/scn/ (guest.sh + data);
+#   KT_RB_SIZE bytes of read-back disk (DIR/rb.img, default 64 MiB).
+# Leaves DIR/out/ (the guest's /out: results, log, dmesg) and DIR/console.log.
+# Returns 0 when the guest left its results.
+kt_boot() {
+	local d=$1 t0 rc
+	rm -rf "$d/out" "$d/results.img" "$d/rb.img" "$d/scn.tar"
+	mkdir -p "$d/out"
+	tar -cf "$d/scn.tar" -C "$d/scn" . || return 1
+	truncate -s %1M "$d/scn.tar"
+	truncate -s 64M "$d/results.img"
+	truncate -s "${KT_RB_SIZE:-64M}" "$d/rb.img"
+	t0=$(date +%s)
+	timeout -k 10 "$KT_BOOT_TIMEOUT" qemu-system-x86_64 -nodefaults -machine pc,nvdimm=on -accel tcg \
+		-cpu max -smp 2 -m 1G,slots=2,maxmem=64G \
+		-object "memory-backend-file,id=m1,share=on,mem-path=$d/nv.img,size=$KT_NV_SIZE" \
+		-device nvdimm,memdev=m1,id=nv1 \
+		-kernel "$KT_BUILD/vmlinuz" -initrd "$KT_WORK/initrd.img" \
+		-append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init" \
+		-drive "file=$d/back.img,format=raw,if=virtio,cache=unsafe" \
+		-drive "file=$d/scn.tar,format=raw,if=virtio,readonly=on" \
+		-drive "file=$d/results.img,format=raw,if=virtio,cache=unsafe" \
+		-drive "file=$d/rb.img,format=raw,if=virtio,cache=unsafe" \
+		-display none -no-reboot -serial "file:$d/console.log" -monitor none \
+		</dev/null >"$d/qemu.log" 2>&1
+	rc=$?
+	KT_BOOT_SECS=$(($(date +%s) - t0))
+	echo "# boot $(basename "$d"): qemu exit $rc after ${KT_BOOT_SECS}s" >>"$KT_WORK/boots.log"
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		echo "# qemu timed out after ${KT_BOOT_TIMEOUT}s; console tail:"
+		tail -n 20 "$d/console.log" | sed 's/^/#   /'
+	fi
+	tar -xf "$d/results.img" -C "$d/out" 2>/dev/null
+	if [ ! -f "$d/out/results" ]; then
+		echo "# guest left no results (qemu exit $rc); console tail:"
+		tail -n 25 "$d/console.log" | sed 's/^/#   /'
+		return 1
+	fi
+	return 0
+}
+
+# kt_result DIR KEY: the value part of the first result line `KEY value...`.
+kt_result() {
+	sed -n "s/^$2 //p" "$1/out/results" | head -n 1
+}
+
+# kt_info_status PMEM: the status_line pcache info computes for PMEM.
+kt_info_status() {
+	"$PCACHE" info --json "$1" 2>/dev/null | $KT_MODEL json-get - 0.status_line
+}
+
+# kt_show_guest DIR: the guest's log tail, for a failure.
+kt_show_guest() {
+	sed 's/^/#   results: /' "$1/out/results" 2>/dev/null | tail -n 30
+	tail -n 15 "$1/out/log" 2>/dev/null | sed 's/^/#   guest: /'
+	grep -iE 'pcache|dm-|error|bug|warn' "$1/out/dmesg" 2>/dev/null | tail -n 15 | sed 's/^/#   dmesg: /'
+}
+
+# ---------------------------------------------------------------------------
+# Scenario building blocks.  A case directory D holds pmem.img (the namespace
+# bytes our tools read and write), back.img and scn/.
+
+# kt_case NAME: a fresh case directory, printed.
+kt_case() {
+	local d=$KT_WORK/$1
+	rm -rf "$d"
+	mkdir -p "$d/scn"
+	kt_guest_script "$d/scn"
+	echo "$d"
+}
+
+# kt_new_pmem FILE: an all-zero namespace image.
+kt_new_pmem() {
+	rm -f "$1"
+	truncate -s "$KT_NS_SIZE" "$1"
+}
+
+# kt_run D: boots with D/pmem.img as the namespace; afterwards D/pmem.img holds
+# what the kernel left there.  The scenario disk is rebuilt from D/scn.
+kt_run() {
+	local d=$1 rc
+	kt_pmem_to_nv "$d/pmem.img" "$d/nv.img" || return 1
+	kt_boot "$d"
+	rc=$?
+	kt_nv_to_pmem "$d/nv.img" "$d/pmem.img" || return 1
+	rm -f "$d/nv.img"
+	return $rc
+}
+
+# kt_expect D KEY VALUE DESCRIPTION: ok when result KEY is exactly VALUE.
+kt_expect() {
+	local got
+	got=$(kt_result "$1" "$2")
+	if [ "$got" = "$3" ]; then
+		kt_ok "$4"
+	else
+		kt_notok "$4"
+		echo "#   expected $2 = '$3', got '$got'"
+		kt_show_guest "$1"
+	fi
+}
+
+# kt_status_cmp DESCRIPTION KERNEL_STATUS TOOLS_STATUS [ignored fields[,gc]]
+# (gc: GC may have run since the load; see model.py status-cmp --gc).
+kt_status_cmp() {
+	local out ign=${4:-} gc=
+	case ",$ign," in *,gc,*) gc=--gc ;; esac
+	if out=$($KT_MODEL status-cmp "$2" "$3" --ignore "$ign" $gc); then
+		kt_ok "$1"
+	else
+		kt_notok "$1"
+	fi
+	[ -n "$out" ] && echo "$out" | sed 's/^/#   /'
+	echo "#   kernel: $2"
+	echo "#   tools:  $3"
+}
+
+# kt_fsck_clean DESCRIPTION PMEM: `pcache fsck -n` exits 0.
+kt_fsck_clean() {
+	local out rc
+	out=$("$PCACHE" fsck -n "$2" 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		kt_ok "$1"
+	else
+		kt_notok "$1 (fsck -n exit $rc)"
+		echo "$out" | head -n 30 | sed 's/^/#   /'
+	fi
+	return $rc
+}
+
+# kt_logical PMEM BACK RANGE OUT: OUT = first RANGE bytes of the logical device as our
+# replay says (BACK with the extents of PMEM applied).  Prints why when it fails.
+kt_logical() {
+	local pm=$1 bk=$2 range=$3 out=$4 rc
+	"$PCACHE" replay --json "$pm" >"$out.replay.json" 2>"$out.replay.err"
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		echo "#   pcache replay exit $rc: $(head -c 300 "$out.replay.err")"
+		return 1
+	fi
+	"$PCACHE" dump --json --what segments "$pm" >"$out.dump.json" 2>/dev/null || {
+		echo "#   pcache dump --what segments failed"
+		return 1
+	}
+	$KT_MODEL logical --pmem "$pm" --backing "$bk" --replay "$out.replay.json" \
+		--dump "$out.dump.json" --range "$range" --strict --out "$out" | sed 's/^/#   /'
+	return "${PIPESTATUS[0]}"
+}
+
+# kt_same DESCRIPTION A B [LEN]: byte equality (of the first LEN bytes).
+kt_same() {
+	local out
+	if out=$($KT_MODEL cmp "$2" "$3" ${4:+--len "$4"}); then
+		kt_ok "$1"
+	else
+		kt_notok "$1"
+		echo "$out" | sed 's/^/#   /'
+	fi
+}
+
+# kt_replay_matches DESCRIPTION PMEM BACK MODEL RANGE: our replay over BACK == MODEL.
+kt_replay_matches() {
+	local out=$KT_WORK/logical.$$.img
+	if kt_logical "$2" "$3" "$5" "$out"; then
+		kt_same "$1" "$out" "$4" "$5"
+	else
+		kt_notok "$1"
+	fi
+	rm -f "$out" "$out".*
+}
+
+# kt_readback_matches DESCRIPTION D MODEL RANGE: the guest's read-back == MODEL.
+kt_readback_matches() {
+	local r
+	r=$(kt_result "$2" readback)
+	case "$r" in
+	ok*) kt_same "$1" "$2/rb.img" "$3" "$4" ;;
+	*)
+		kt_notok "$1"
+		echo "#   read-back failed in the guest: $r"
+		kt_show_guest "$2"
+		;;
+	esac
+}
+
+kt_have_flush() {
+	"$PCACHE" --help 2>&1 | grep -qE '^ +flush '
+}
+
+# kt_info_field PMEM FIELD
+kt_info_field() {
+	"$PCACHE" info --json "$1" 2>/dev/null | $KT_MODEL json-get - "0.$2"
+}
+
+# kt_ranges_within "S-E S-E ..." LO HI: every range inside [LO, HI).
+kt_ranges_within() {
+	local r
+	for r in $1; do
+		[ "${r%-*}" -ge "$2" ] && [ "${r#*-}" -le "$3" ] || return 1
+	done
+	return 0
+}

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Host-side data models for the kernel interop suite (tests/kernel).
+
+Subcommands:
+  genwrites  deterministic random writes: a list of `off len src` lines and a blob
+             of random bytes the guest copies from (src is an offset in the blob)
+  model      the logical content after applying a write list over a base
+  logical    the logical content our tools compute: a backing file with the extents
+             of `pcache replay --json` applied from the cache image
+  cmp        byte comparison with a readable verdict
+  diff       byte ranges where two files differ
+  json-get   one value out of a JSON document (PATH like 0.status_line)
+  status-cmp compare a kernel status line with the one pcache info computed
+"""
+import argparse
+import json
+import random
+import sys
+
+SEG_SIZE = 16 * 1024 * 1024
+SEGMENTS_OFF = 20480
+DATA_OFF = 12288
+
+
+def read_range(path, length):
+    """First `length` bytes of path (zero-padded when the file is shorter)."""
+    buf = bytearray(length)
+    if path:
+        with open(path, "rb") as f:
+            data = f.read(length)
+        buf[: len(data)] = data
+    return buf
+
+
+def cmd_genwrites(a):
+    rng = random.Random(a.seed)
+    blob = rng.randbytes(a.blob_size)
+    with open(a.blob, "wb") as f:
+        f.write(blob)
+    lines = []
+    for _ in range(a.count):
+        n_units = rng.randint(a.min // a.align, a.max // a.align)
+        length = n_units * a.align
+        if a.hot_range and rng.randint(1, 100) <= a.hot_pct:
+            span = a.hot_range
+        else:
+            span = a.range
+        off = rng.randrange(0, (span - length) // a.align + 1) * a.align
+        src = rng.randrange(0, (a.blob_size - length) // 512 + 1) * 512
+        lines.append("%d %d %d" % (off, length, src))
+    with open(a.list, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
+def apply_list(buf, list_path, blob_path):
+    with open(blob_path, "rb") as f:
+        blob = f.read()
+    n = 0
+    with open(list_path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) != 3:
+                continue
+            off, length, src = (int(x) for x in p)
+            if off + length > len(buf):
+                raise SystemExit("model: write %d+%d past the range %d" % (off, length, len(buf)))
+            buf[off : off + length] = blob[src : src + length]
+            n += 1
+    return n
+
+
+def cmd_model(a):
+    buf = read_range(a.base, a.range)
+    for lst, blob in zip(a.list, a.blob):
+        apply_list(buf, lst, blob)
+    with open(a.out, "wb") as f:
+        f.write(buf)
+    return 0
+
+
+def load_json(path):
+    with open(path) if path != "-" else sys.stdin as f:
+        return json.load(f)
+
+
+def chain_map(dump):
+    """cache segment -> device segment, from `pcache dump --json --what segments`."""
+    m = {}
+    for r in dump:
+        if r.get("type") == "segment_info" and r.get("picked", True) and "cache_seg" in r:
+            m[r["cache_seg"]] = r["dev_seg"]
+    return m
+
+
+def cmd_logical(a):
+    buf = read_range(a.backing, a.range)
+    replay = load_json(a.replay)
+    cmap = chain_map(load_json(a.dump)) if a.dump else {}
+    outside = 0
+    n = 0
+    with open(a.pmem, "rb") as pm:
+        for r in replay:
+            if r.get("type") != "extent":
+                continue
+            off, length = r["offset"], r["length"]
+            dseg = cmap.get(r["cache_seg"], r["cache_seg"])
+            dev = SEGMENTS_OFF + dseg * SEG_SIZE + DATA_OFF + r["seg_off"]
+            pm.seek(dev)
+            data = pm.read(length)
+            if off >= a.range:
+                outside += 1
+                continue
+            end = min(off + length, a.range)
+            if end < off + length:
+                outside += 1
+            buf[off:end] = data[: end - off]
+            n += 1
+    with open(a.out, "wb") as f:
+        f.write(buf)
+    if outside:
+        print("logical: %d extents reach past the compared range %d" % (outside, a.range))
+        return 1 if a.strict else 0
+    return 0
+
+
+def cmd_cmp(a):
+    x = read_range(a.a, a.len) if a.len else open(a.a, "rb").read()
+    y = read_range(a.b, a.len) if a.len else open(a.b, "rb").read()
+    if x == y:
+        return 0
+    if len(x) != len(y):
+        print("cmp: %s is %d bytes, %s is %d bytes" % (a.a, len(x), a.b, len(y)))
+    n = min(len(x), len(y))
+    mx, my = memoryview(x), memoryview(y)
+    bad = [i for i in range(0, n, 4096) if mx[i : i + 4096] != my[i : i + 4096]]
+    if bad:
+        b = bad[0]
+        first = b + next(i for i in range(4096) if x[b + i] != y[b + i])
+        print(
+            "cmp: %s and %s differ: first at byte %d (0x%x), %d of %d 4 KiB blocks differ (first blocks at %s)"
+            % (a.a, a.b, first, first, len(bad), (n + 4095) // 4096, ", ".join(str(i) for i in bad[:5]))
+        )
+    return 1
+
+
+def cmd_diff(a):
+    """Byte ranges where two equally long files differ, as `start-end` (half-open)."""
+    ranges = []
+    chunk = 1 << 20
+    with open(a.a, "rb") as fa, open(a.b, "rb") as fb:
+        pos = 0
+        while True:
+            x = fa.read(chunk)
+            y = fb.read(chunk)
+            if not x and not y:
+                break
+            if x != y:
+                n = max(len(x), len(y))
+                x = x.ljust(n, b"\0")
+                y = y.ljust(n, b"\0")
+                for i in range(n):
+                    if x[i] != y[i]:
+                        o = pos + i
+                        if ranges and o <= ranges[-1][1] + a.gap:
+                            ranges[-1][1] = o + 1
+                        else:
+                            ranges.append([o, o + 1])
+            pos += max(len(x), len(y))
+    print(" ".join("%d-%d" % (s, e) for s, e in ranges))
+    return 0
+
+
+def cmd_json_get(a):
+    v = load_json(a.file)
+    for part in a.path.split("."):
+        v = v[int(part)] if isinstance(v, list) else v[part]
+    print(v if not isinstance(v, (dict, list)) else json.dumps(v))
+    return 0
+
+
+STATUS_FIELDS = "sb_flags seg_total cache_segs segs_used gc_percent cache_flags key_head dirty_tail key_tail".split()
+
+
+def cmd_status_cmp(a):
+    """Compare a kernel status line with the one pcache info computed for the image
+    the kernel loaded.  --ignore FIELD,... may differ.  --gc: GC may have run between
+    the load and the status read: key_tail may be later and, when it is, segs_used
+    may be lower (GC freed segments)."""
+    k = a.kernel.split()
+    t = a.tools.split()
+    if len(k) != 9 or len(t) != 9:
+        print("status-cmp: malformed: kernel '%s' tools '%s'" % (a.kernel, a.tools))
+        return 1
+    ignore = set(a.ignore.split(",")) if a.ignore else set()
+    kv = dict(zip(STATUS_FIELDS, k))
+    tv = dict(zip(STATUS_FIELDS, t))
+    if a.gc:
+        ignore.add("key_tail")
+        if kv["key_tail"] != tv["key_tail"] and int(kv["segs_used"]) <= int(tv["segs_used"]):
+            ignore.add("segs_used")
+    bad = []
+    for f in STATUS_FIELDS:
+        if kv[f] == tv[f]:
+            continue
+        if f in ignore:
+            print("status-cmp: note: %s kernel %s tools %s (GC or writeback ran after the load)" % (f, kv[f], tv[f]))
+        else:
+            bad.append("%s kernel %s tools %s" % (f, kv[f], tv[f]))
+    if bad:
+        print("status-cmp: differ: " + "; ".join(bad))
+        return 1
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("genwrites")
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--count", type=int, required=True)
+    g.add_argument("--range", type=int, required=True)
+    g.add_argument("--hot-range", type=int, default=0)
+    g.add_argument("--hot-pct", type=int, default=70)
+    g.add_argument("--min", type=int, default=512)
+    g.add_argument("--max", type=int, default=65536)
+    g.add_argument("--align", type=int, default=512)
+    g.add_argument("--blob-size", type=int, default=8 << 20)
+    g.add_argument("--blob", required=True)
+    g.add_argument("--list", required=True)
+    m = sub.add_parser("model")
+    m.add_argument("--range", type=int, required=True)
+    m.add_argument("--base")
+    m.add_argument("--list", action="append", default=[])
+    m.add_argument("--blob", action="append", default=[])
+    m.add_argument("--out", required=True)
+    lg = sub.add_parser("logical")
+    lg.add_argument("--pmem", required=True)
+    lg.add_argument("--backing", required=True)
+    lg.add_argument("--replay", required=True)
+    lg.add_argument("--dump")
+    lg.add_argument("--range", type=int, required=True)
+    lg.add_argument("--strict", action="store_true")
+    lg.add_argument("--out", required=True)
+    c = sub.add_parser("cmp")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.add_argument("--len", type=int, default=0)
+    df = sub.add_parser("diff")
+    df.add_argument("a")
+    df.add_argument("b")
+    df.add_argument("--gap", type=int, default=0)
+    j = sub.add_parser("json-get")
+    j.add_argument("file")
+    j.add_argument("path")
+    s = sub.add_parser("status-cmp")
+    s.add_argument("kernel")
+    s.add_argument("tools")
+    s.add_argument("--ignore", default="")
+    s.add_argument("--gc", action="store_true")
+    a = p.parse_args()
+    return {
+        "genwrites": cmd_genwrites,
+        "model": cmd_model,
+        "logical": cmd_logical,
+        "cmp": cmd_cmp,
+        "json-get": cmd_json_get,
+        "diff": cmd_diff,
+        "status-cmp": cmd_status_cmp,
+    }[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
