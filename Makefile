@@ -43,8 +43,18 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/tools/%.c=$(O)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
+# The nbdkit plugin (pcache-tools/nbdkit/, outside TOOLS_SRC): the engine and
+# libpcachemeta linked in (every object is -fPIC), only plugin_init exported.
+NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
+NBDKIT_PLUGINDIR ?= $(or $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null),$(LIBDIR)/nbdkit/plugins)
+PLUGIN_SRC := $(wildcard pcache-tools/nbdkit/*.c)
+PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(O)/%.o)
+ENGINE_OBJ := $(patsubst %.c,$(O)/%.o,$(wildcard pcache-tools/engine/*.c))
+PLUGIN := $(O)/nbdkit-pcache-plugin.so
+
 .PHONY: all check bench install clean demo unit deps
-all: $(PCACHE) $(LIBSO) $(LIBA) $(O)/libpcachemeta.pc $(UNIT_BIN) $(HELPER_BIN) $(BENCH_BIN)
+all: $(PCACHE) $(LIBSO) $(LIBA) $(O)/libpcachemeta.pc $(UNIT_BIN) $(HELPER_BIN) $(BENCH_BIN) \
+	$(PLUGIN)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -64,6 +74,12 @@ $(LIBSO): $(META_OBJ) libpcachemeta/libpcachemeta.sym
 $(TOOLSA): $(TOOLS_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
+
+$(PLUGIN_OBJ): ALL_CFLAGS += $(NBDKIT_CFLAGS)
+
+$(PLUGIN): $(PLUGIN_OBJ) $(ENGINE_OBJ) $(LIBA) pcache-tools/nbdkit/plugin.sym
+	$(CC) -shared $(CFLAGS) -pthread -Wl,--version-script=pcache-tools/nbdkit/plugin.sym \
+		-o $@ $(PLUGIN_OBJ) $(ENGINE_OBJ) $(LIBA) $(DEP_LIBS_META) -pthread
 
 LINK_ALL = $(TOOLSA) $(LIBA) $(DEP_LIBS_TOOLS) $(DEP_LIBS_META) -pthread -lm
 
@@ -114,7 +130,7 @@ demo: deps
 	@bash scripts/demo.sh $(O)
 
 # The .pc is written again here: PREFIX/LIBDIR given to `make install` may differ from the build's.
-install: $(PCACHE) $(LIBSO) $(LIBA)
+install: $(PCACHE) $(LIBSO) $(LIBA) $(PLUGIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
 		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 755 $(PCACHE) $(DESTDIR)$(BINDIR)/pcache
@@ -127,8 +143,46 @@ install: $(PCACHE) $(LIBSO) $(LIBA)
 	install -m 644 $(O)/libpcachemeta.pc.install $(DESTDIR)$(PKGCONFIGDIR)/libpcachemeta.pc
 	install -m 644 doc/man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 completion/pcache.bash $(DESTDIR)$(BASHCOMPDIR)/pcache
+	install -d $(DESTDIR)$(NBDKIT_PLUGINDIR)
+	install -m 755 $(PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-pcache-plugin.so
 
 clean:
 	rm -rf $(O)
+
+# ---- fuzzing (issue 10): libFuzzer targets built with clang-14, ASan and UBSan ----
+# `make fuzz FUZZ_SECONDS=N` builds $(O)/fuzz/fuzz_* and runs each for N seconds
+# (tests/fuzz/run-fuzz.sh: seed corpus, executions and exec/s, findings).
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS   = $(BASEFLAGS) $(DEP_CFLAGS) -DPCACHE_VERSION='"$(VERSION)"' -O1 -g $(FUZZ_SAN) \
+		-fsanitize=fuzzer-no-link -Icmd -Itests/fuzz
+FZ           := $(O)/fuzz
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_MAIN    := $(filter-out tests/fuzz/fuzz_common.c,$(FUZZ_SRC))
+FUZZ_BIN     := $(FUZZ_MAIN:tests/fuzz/%.c=$(FZ)/%)
+FUZZ_META    := $(META_SRC:%.c=$(FZ)/obj/%.o) $(FZ)/obj/tests/fuzz/fuzz_common.o
+FUZZ_TOOLS   := $(TOOLS_SRC:%.c=$(FZ)/obj/%.o) $(CMD_SRC:%.c=$(FZ)/obj/%.o)
+
+.PHONY: fuzz fuzz-build
+.SECONDARY: $(FUZZ_MAIN:%.c=$(FZ)/obj/%.o)
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@bash tests/fuzz/run-fuzz.sh $(O) $(FUZZ_SECONDS)
+
+$(FZ)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_EXTRA) -MMD -MP -c $< -o $@
+
+# the pcache program's main would clash with libFuzzer's: fuzz_dump calls cmd_dump()
+$(FZ)/obj/cmd/pcache.o: FUZZ_EXTRA = -Dmain=pcache_main -Wno-missing-prototypes
+
+$(FZ)/fuzz_dump: $(FZ)/obj/tests/fuzz/fuzz_dump.o $(FUZZ_TOOLS) $(FUZZ_META)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(DEP_LIBS_TOOLS) $(DEP_LIBS_META) \
+		-lreadline -pthread -lm
+
+$(FZ)/fuzz_%: $(FZ)/obj/tests/fuzz/fuzz_%.o $(FUZZ_META)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(DEP_LIBS_META) -pthread -lm
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

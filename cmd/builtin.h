@@ -16,6 +16,7 @@ int cmd_undo(int argc, char **argv);
 int cmd_flush(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_shell(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Options every command takes; handled by cmd_common_opt(). */
 #define COMMON_LONGOPTS \

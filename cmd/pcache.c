@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{ "flush", cmd_flush, "write the dirty data back to the backing device, offline" },
 	{ "list", cmd_list, "list pmem namespaces and dax devices, and the caches on them" },
 	{ "shell", cmd_shell, "inspect (and with -w change) on-media structures, xfs_db style" },
+	{ "serve", cmd_serve, "serve the cache as an NBD block device (nbdkit), without the kernel" },
 };
 
 static void usage(FILE *f)

@@ -88,6 +88,14 @@ _pcache_arg_of() {
 	done < <(_pcache_option_lines "$1" "$2")
 }
 
+# _pcache_add CMD...: appends the lines CMD prints to COMPREPLY (names with blanks kept whole).
+_pcache_add() {
+	local line
+	while IFS= read -r line; do
+		COMPREPLY+=("$line")
+	done < <("$@")
+}
+
 # Device nodes a cache can live on, and files (images, backing files, undo files).
 _pcache_devices_and_files() {
 	local cur=$1 d
@@ -96,8 +104,8 @@ _pcache_devices_and_files() {
 		[[ -e $d ]] && devs+=("$d")
 	done
 	compopt -o filenames 2>/dev/null
-	COMPREPLY+=($(compgen -W "${devs[*]}" -- "$cur"))
-	COMPREPLY+=($(compgen -f -- "$cur"))
+	_pcache_add compgen -W "${devs[*]}" -- "$cur"
+	_pcache_add compgen -f -- "$cur"
 }
 
 _pcache() {
@@ -120,14 +128,14 @@ _pcache() {
 	fi
 
 	if ((cword == 1)); then
-		COMPREPLY=($(compgen -W "$(_pcache_commands "$prog") --help --version" -- "$cur"))
+		_pcache_add compgen -W "$(_pcache_commands "$prog") --help --version" -- "$cur"
 		return 0
 	fi
 	cmd=${words[1]}
 	case $cmd in
 	-*) return 0 ;;
 	help)
-		((cword == 2)) && COMPREPLY=($(compgen -W "$(_pcache_commands "$prog")" -- "$cur"))
+		((cword == 2)) && _pcache_add compgen -W "$(_pcache_commands "$prog")" -- "$cur"
 		return 0
 		;;
 	esac
@@ -144,7 +152,7 @@ _pcache() {
 			if [[ $prev == --what ]]; then
 				local pre=
 				[[ $cur == *,* ]] && pre=${cur%,*},
-				COMPREPLY=($(compgen -P "$pre" -W "sb cache-info cache-ctrl segments ksets keys" -- "${cur##*,}"))
+				_pcache_add compgen -P "$pre" -W "sb cache-info cache-ctrl segments ksets keys" -- "${cur##*,}"
 				compopt -o nospace 2>/dev/null
 			fi
 			return 0
@@ -154,7 +162,7 @@ _pcache() {
 	fi
 
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "$(_pcache_options "$prog" "$cmd")" -- "$cur"))
+		_pcache_add compgen -W "$(_pcache_options "$prog" "$cmd")" -- "$cur"
 		return 0
 	fi
 	_pcache_devices_and_files "$cur"

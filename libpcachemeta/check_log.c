@@ -149,7 +149,8 @@ static void chk_alias(struct logchk *l)
 	uint64_t reported = 0;
 	char where[64];
 
-	qsort(l->spans, l->nspans, sizeof(*l->spans), cmp_span);
+	if (l->nspans)   /* qsort(NULL, 0) is undefined */
+		qsort(l->spans, l->nspans, sizeof(*l->spans), cmp_span);
 	for (uint64_t i = 1; i < l->nspans; i++) {
 		const struct span *a = &l->spans[i - 1], *b = &l->spans[i];
 
@@ -240,7 +241,11 @@ static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)
 			return;
 		}
 	} else {
-		chk_report(l->k, PCM_P_LOG_END_CORRUPT, off, where, "%s",
+		struct pcm_pos q;
+		/* a kset cut by a crash at the head loses only what was never flushed */
+		bool torn = !pcm_walk_salvage(c, r->key_head, &q);
+
+		chk_report(l->k, torn ? PCM_P_LOG_END_TORN : PCM_P_LOG_END_CORRUPT, off, where, "%s",
 			   pcm_walk_stop_str(r->stop));
 	}
 	chk_lost(l, r->key_head);

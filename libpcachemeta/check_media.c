@@ -351,13 +351,19 @@ static void report_hit(struct media *m, const struct pcm_badblock *b, const stru
 		res->verdict = v;   /* the kernel loads as before: the verdict stays */
 }
 
+/* Item a takes byte x over item b: a higher kind, else the one starting nearer before x. */
+static bool wins(const struct mitem *a, const struct mitem *b)
+{
+	return a->kind > b->kind || (a->kind == b->kind && a->start > b->start);
+}
+
 static size_t best_at(const struct media *m, uint64_t x)
 {
 	size_t best = SIZE_MAX;
 
 	for (size_t i = 0; i < m->n; i++)
 		if (m->it[i].start <= x && x < m->it[i].end &&
-		    (best == SIZE_MAX || m->it[i].kind > m->it[best].kind))
+		    (best == SIZE_MAX || wins(&m->it[i], &m->it[best])))
 			best = i;
 	return best;
 }
@@ -377,7 +383,7 @@ static void map_badblock(struct media *m, const struct pcm_badblock *b)
 		if (m->it[i].end < end)
 			end = m->it[i].end;
 		for (j = 0; j < m->n; j++)
-			if (m->it[j].kind > m->it[i].kind && m->it[j].start > x && m->it[j].start < end)
+			if (m->it[j].start > x && m->it[j].start < end && wins(&m->it[j], &m->it[i]))
 				end = m->it[j].start;
 		for (j = 0; j < nh && h[j].item != i; j++)
 			;

@@ -209,33 +209,41 @@ static int mount_holder(dev_t rdev, char *name, size_t len)
 	return kind;
 }
 
-/* A process holding a lock on the inode (flock or POSIX), from /proc/locks. */
+/*
+ * A process holding a lock on the inode, from /proc/locks: a flock (what our
+ * commands take) first, else a POSIX or OFD lock.
+ */
 static int lock_holder(dev_t dev, ino_t ino, char *name, size_t len)
 {
 	FILE *f = fopen("/proc/locks", "re");
 	char line[256], type[16], path[64], comm[64];
 	unsigned ma, mi;
 	unsigned long long i;
-	int pid, kind = PCM_HOLDER_NONE;
+	int pid, best = -1;
 
 	if (!f)
 		return PCM_HOLDER_NONE;
 	while (fgets(line, sizeof(line), f)) {
+		/* "1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF"; waiters have "->" */
 		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", type, &pid, &ma, &mi, &i) != 5 ||
 		    ma != major(dev) || mi != minor(dev) || i != (unsigned long long)ino)
 			continue;
-		kind = PCM_HOLDER_PROCESS;
-		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-		if (pid > 0 && read_line(path, comm, sizeof(comm)) == 0)
-			snprintf(name, len, "%s (pid %d)", comm, pid);
-		else if (pid > 0)
-			snprintf(name, len, "pid %d", pid);
-		else
-			snprintf(name, len, "another process");
-		break;
+		if (best < 0 || !strcmp(type, "FLOCK"))
+			best = pid;
+		if (!strcmp(type, "FLOCK"))
+			break;
 	}
 	fclose(f);
-	return kind;
+	if (best < 0)
+		return PCM_HOLDER_NONE;
+	snprintf(path, sizeof(path), "/proc/%d/comm", best);
+	if (best > 0 && read_line(path, comm, sizeof(comm)) == 0)
+		snprintf(name, len, "%s (pid %d)", comm, best);
+	else if (best > 0)
+		snprintf(name, len, "pid %d", best);
+	else
+		snprintf(name, len, "another process");
+	return PCM_HOLDER_PROCESS;
 }
 
 int pcm_dev_holder(const char *path, char *name, size_t len)

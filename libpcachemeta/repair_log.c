@@ -83,7 +83,8 @@ static int cmp_u64(const void *a, const void *b)
 /* Of two live keys sharing data space, the older lost its data to the newer. */
 static int find_aliases(struct lfix *f)
 {
-	qsort(f->spans, f->nspans, sizeof(*f->spans), cmp_span);
+	if (f->nspans)
+		qsort(f->spans, f->nspans, sizeof(*f->spans), cmp_span);
 	f->alias_drop = malloc((f->nspans ? f->nspans : 1) * sizeof(uint64_t));
 	if (!f->alias_drop)
 		return -ENOMEM;
@@ -326,12 +327,26 @@ static int free_segment(const struct lfix *f)
 }
 
 static const enum pcm_problem_code log_codes[] = {
-	PCM_P_LOG_START_INVALID, PCM_P_KSET_OVERSIZE_CORRUPT, PCM_P_LOG_END_CORRUPT, PCM_P_LOG_LOST_KSETS, PCM_P_LOG_LOOP, PCM_P_LOG_HOPS,
+	PCM_P_LOG_START_INVALID, PCM_P_KSET_OVERSIZE_CORRUPT, PCM_P_LOG_END_TORN,
+	PCM_P_LOG_END_CORRUPT, PCM_P_LOG_LOST_KSETS, PCM_P_LOG_LOOP, PCM_P_LOG_HOPS,
 	PCM_P_LOG_NEXT_RANGE, PCM_P_LOG_KSET_OVERSIZE, PCM_P_LOG_DATA_OVERLAP, PCM_P_KSET_EMPTY,
 	PCM_P_KSET_NO_ROOM, PCM_P_KSET_FLAGS, PCM_P_KEY_RANGE, PCM_P_KEY_SEG_RANGE,
 	PCM_P_KEY_SEG_OFF, PCM_P_KEY_DATA_CRC, PCM_P_KEY_EMPTY, PCM_P_KEY_GEN_AHEAD,
 	PCM_P_KEY_STALE, PCM_P_KEY_FLAGS, PCM_P_KEY_ALIAS,
 };
+
+/* fsck -p rebuilds a log only when every log problem found is in its safe set. */
+static bool log_fix_allowed(const struct rplan *r)
+{
+	if (r->o->mode != PCM_REPAIR_SAFE)
+		return true;
+	for (uint64_t i = 0; i < r->nprobs; i++)
+		for (size_t j = 0; j < sizeof(log_codes) / sizeof(log_codes[0]); j++)
+			if (r->probs[i].code == log_codes[j] &&
+			    !pcm_problem_def(log_codes[j])->safe_fix)
+				return false;
+	return true;
+}
 
 static const struct pcm_problem *first_log_problem(const struct rplan *r)
 {
@@ -432,7 +447,7 @@ int fix_log(struct rplan *r)
 	struct pcm_walk *w = malloc(sizeof(*w));
 	int rc = 0;
 
-	if (!p0 || !w || pcm_cache_open(r->ov, &f.c, NULL)) {
+	if (!p0 || !w || !log_fix_allowed(r) || pcm_cache_open(r->ov, &f.c, NULL)) {
 		free(w);
 		return w ? 0 : -ENOMEM;
 	}

@@ -556,7 +556,8 @@ enum pcm_kernel_reaction {
 	X(DIRTY_CHAIN_FAIL,    ERROR,    REFUSES, true,  "the log walked from dirty_tail does not terminate") \
 	X(DIRTY_TAIL_OFF_LOG,  CRITICAL, SILENT,  true,  "dirty_tail is not on the log between key_tail and key_head") \
 	X(LOG_START_INVALID,   CRITICAL, ENDS_LOG, false, "key_tail does not point at a kset: the log is empty for the kernel") \
-	X(LOG_END_CORRUPT,     ERROR,    ENDS_LOG, false, "the log ends at a corrupt kset, not at a terminator") \
+	X(LOG_END_TORN,        WARNING,  ENDS_LOG, true,  "the log ends at a torn kset (a write cut by a crash; nothing valid follows)") \
+	X(LOG_END_CORRUPT,     ERROR,    ENDS_LOG, false, "the log ends at a corrupt kset, and valid ksets follow it") \
 	X(LOG_LOST_KSETS,      CRITICAL, ENDS_LOG, false, "valid ksets follow the corrupt end of the log: their keys are lost") \
 	X(LOG_LOOP,            ERROR,    REFUSES, false, "the log chain loops back to a segment already on it") \
 	X(LOG_HOPS,            ERROR,    REFUSES, false, "more LAST hops than segments") \

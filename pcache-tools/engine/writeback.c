@@ -167,6 +167,8 @@ static int gather(struct wb_run *r)
 			break;
 		case PCM_WALK_KSET:
 			rc = wb_kset(r);
+			if (rc < 0)
+				r->res->err = rc;
 			if (rc)
 				return rc < 0 ? PCE_WB_META_FAILED : PCE_WB_BAD_KEY;
 			n++;

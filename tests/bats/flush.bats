@@ -214,3 +214,23 @@ kill_round() {
 	echo "# $killed of 24 flushes were killed half way" >&3
 	[ "$killed" -ge 12 ] || die "only $killed of 24 flushes were killed half way"
 }
+
+@test "flush interrupted by SIGINT stops at a batch end (exit 32) and resumes" {
+	gen_image 7
+	local back="$BATS_TEST_TMPDIR/i.back" pid rc=0
+	truncate -s 64M "$back"
+	PCACHE_FLUSH_TEST_DELAY_US=100000 "$PCACHE" flush --batch 1 "$IMG" "$back" \
+		>"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	pid=$!
+	sleep 0.6
+	kill -INT "$pid"
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 32 ] || die "exit $rc: $(cat "$BATS_TEST_TMPDIR/err")"
+	assert_contains "$(cat "$BATS_TEST_TMPDIR/err")" "interrupted at dirty_tail"
+	run --separate-stderr pcache info "$IMG"
+	[ "$(field dirty_tail)" != 0:0 ] && [ "$(field dirty_tail)" != "$(field key_head)" ] ||
+		die "dirty_tail $(field dirty_tail), key_head $(field key_head)"
+	run --separate-stderr pcache flush "$IMG" "$back"
+	assert_status 0
+	cmp -s "$back" "$MODEL" || die "backing differs from the model"
+}

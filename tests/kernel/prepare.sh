@@ -228,10 +228,19 @@ take_module() {
 }
 
 # Bump when the initramfs contents change: cached builds then rebuild it only.
-INITRAMFS_REV=2
+INITRAMFS_REV=3
 
 # Module load order in the guest (the dependencies come first).
-GUEST_MODULES="libnvdimm nfit nd_btt nd_pmem device_dax dax_pmem dm-mod virtio_blk"
+GUEST_MODULES="libnvdimm nfit nd_btt nd_pmem device_dax dax_pmem dm-mod dm-flakey virtio_blk"
+
+# True when the build directory $1 has the kernel and every guest module.
+have_kernel() {
+	local m
+	[ -f "$1/vmlinuz" ] && [ -f "$1/modules/order" ] || return 1
+	for m in $GUEST_MODULES; do
+		grep -qx "$m" "$1/modules/order" || return 1
+	done
+}
 
 fetch_kernel() {
 	local out=$1 dl=$CHROOT/dl x m f
@@ -253,6 +262,7 @@ fetch_kernel() {
 	[ -n "$f" ] || die "no vmlinuz in $KPKG_IMAGE"
 	cp "$f" "$out/vmlinuz"
 	mkdir -p "$out/modules"
+	rm -f "$out/modules/order.tmp"
 	for m in $GUEST_MODULES; do
 		f=$(find "$x" -path "*/modules/$KREL/*" -name "$m.ko*" | head -n 1)
 		if [ -z "$f" ]; then
@@ -319,6 +329,7 @@ OUT=$CACHE/k/$ID
 if [ -f "$OUT/ok" ]; then
 	if [ "$(cat "$OUT/initramfs.rev" 2>/dev/null)" != "$INITRAMFS_REV" ]; then
 		say "rebuilding the base initramfs (layout revision $INITRAMFS_REV)"
+		have_kernel "$OUT" || fetch_kernel "$OUT"
 		make_initramfs "$OUT"
 		echo "$INITRAMFS_REV" >"$OUT/initramfs.rev"
 	fi

@@ -28,22 +28,60 @@ pg_wait_dev() {
 	[ -e "$_d" ]
 }
 
-# pg_create NAME DATA_CRC(true|false) [extra table words]: loads the pcache table.
-# Result line: create_NAME ok | create_NAME fail <error text>
+# pg_create NAME DATA_CRC(true|false) [CACHE_DEV [BACKING_DEV]]: loads the pcache
+# table.  Result line: create_NAME ok | create_NAME fail <error text>
 pg_create() {
 	_name=$1
 	_crc=$2
-	_sz=$(blockdev --getsz "$BACK")
+	_pm=${3:-$PMEM}
+	_bk=${4:-$BACK}
+	_sz=$(blockdev --getsz "$_bk")
 	_t0=$(date +%s)
 	if dmsetup create --noudevsync "$_name" \
-		--table "0 $_sz pcache $PMEM $BACK 4 cache_mode writeback data_crc $_crc" 2>/tmp/dmerr; then
+		--table "0 $_sz pcache $_pm $_bk 4 cache_mode writeback data_crc $_crc" 2>/tmp/dmerr; then
 		dmsetup mknodes "$_name" 2>/dev/null
 		pg_note "create_$_name ok"
 		pg_note "time_create_$_name $(($(date +%s) - _t0))"
 		return 0
 	fi
-	pg_note "create_$_name fail $(tr '\n' ' ' </tmp/dmerr) | $(dmesg | grep -i pcache | tail -n 3 | tr '\n' ' ')"
+	pg_note "create_$_name fail $(tr '\n' ' ' </tmp/dmerr) | $(dmesg | grep -iE 'pcache|device-mapper' | tail -n 3 | tr '\n' ' ')"
 	return 1
+}
+
+# pg_linear NAME DEV OFFSET_BYTES SIZE_BYTES [drop_writes]: a dm-linear slice of DEV;
+# with drop_writes a dm-flakey slice that reads normally and silently drops every
+# write (so the kernel's writeback cannot change what reads return).
+pg_linear() {
+	_t="linear $2 $(($3 / 512))"
+	[ "${5:-}" = drop_writes ] && _t="flakey $2 $(($3 / 512)) 0 1 1 drop_writes"
+	if dmsetup create --noudevsync "$1" --table "0 $(($4 / 512)) $_t" 2>/tmp/dmerr; then
+		dmsetup mknodes "$1" 2>/dev/null
+		return 0
+	fi
+	pg_note "linear_$1 fail $(tr '\n' ' ' </tmp/dmerr)"
+	return 1
+}
+
+# pg_find_pmem TAG: the /dev/pmemN whose first bytes are TAG (the host stamps each
+# image at byte 0, which the kernel never reads or writes).
+pg_find_pmem() {
+	for _p in /dev/pmem*; do
+		[ -b "$_p" ] || continue
+		if [ "$(dd if="$_p" bs=512 count=1 2>/dev/null | head -c ${#1})" = "$1" ]; then
+			echo "$_p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# pg_wait_pmems N: waits until N pmem devices exist.
+pg_wait_pmems() {
+	_n=0
+	while [ "$(ls /dev/pmem* 2>/dev/null | wc -l)" -lt "$1" ] && [ $_n -lt 20 ]; do
+		sleep 1
+		_n=$((_n + 1))
+	done
 }
 
 # pg_status NAME KEY: result line `KEY <the fields after "pcache">`.
@@ -100,13 +138,29 @@ pg_flush() {
 	fi
 }
 
-# pg_readback NAME BYTES [KEY]: copies [0, BYTES) of the mapped device to the read-back
-# disk; the host compares it byte for byte.
+# pg_readback NAME BYTES [KEY [SEEK_MIB [LIMIT_SECONDS]]]: copies [0, BYTES) of the
+# mapped device to the read-back disk at SEEK_MIB; the host compares it byte for
+# byte.  A copy still running after LIMIT seconds (default 300) is reported as
+# `KEY hang` and left behind.
 pg_readback() {
 	_key=${3:-readback}
 	_mb=$((($2 + 1048575) / 1048576))
 	_t0=$(date +%s)
-	if $DD if="/dev/mapper/$1" of="$RB" bs=1M count="$_mb" iflag=direct conv=notrunc,fsync 2>/tmp/dderr; then
+	rm -f /tmp/rb.rc
+	($DD if="/dev/mapper/$1" of="$RB" bs=1M count="$_mb" seek="${4:-0}" iflag=direct conv=notrunc,fsync \
+		2>/tmp/dderr; echo $? >/tmp/rb.rc) &
+	_pid=$!
+	_n=0
+	while [ ! -f /tmp/rb.rc ] && [ $_n -lt $((${5:-300} * 10)) ]; do
+		usleep 100000
+		_n=$((_n + 1))
+	done
+	if [ ! -f /tmp/rb.rc ]; then
+		pg_note "$_key hang"
+		return 1
+	fi
+	wait $_pid
+	if [ "$(cat /tmp/rb.rc)" = 0 ]; then
 		pg_note "time_$_key $(($(date +%s) - _t0))"
 		pg_note "$_key ok $2"
 	else

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Fuzz target: repair on a copy.  pcm_repair_plan (fsck -y, or -p), then
+ * the plan's writes applied to an overlay of the image (the device itself is
+ * never written) and checked again.  Oracles: applying the plan gives what
+ * the plan's own after-check saw; a repair never turns a cache the kernel
+ * loads into one it refuses; a clean image gets no action; a plan that
+ * fixes everything leaves nothing for a second run.
+ */
+#include <string.h>
+
+#include "fuzz_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fz_image img;
+	struct pcm_repair_opts o = { .mode = PCM_REPAIR_ALL };
+	struct pcm_repair_plan *plan = NULL, *again = NULL;
+	struct pcm_dev *ov = NULL;
+	struct { struct pcm_check_result r; } now;
+	struct pcm_check_opts co = { .verify_data = true };
+	int rc;
+
+	if (fz_image_load(data, size, &img))
+		return 0;
+	if (img.opts & FZ_OPT_SAFE)
+		o.mode = PCM_REPAIR_SAFE;
+	o.verify_data = img.opts & FZ_OPT_VERIFY;
+	o.backing_size = (img.opts & FZ_OPT_BACKING) ? FZ_BACKING_SIZE : 0;
+	co.backing_size = o.backing_size;
+	if (pcm_repair_plan(img.dev, &o, &plan))
+		goto out;
+	if (plan->before.problems == 0 && plan->nact != 0)
+		fz_fail("%llu repair actions on a clean image", (unsigned long long)plan->nact);
+	if (plan->before.verdict == PCM_VERDICT_LOADS && !plan->before.not_pcache &&
+	    plan->after.verdict != PCM_VERDICT_LOADS)
+		fz_fail("repair turns a cache the kernel loads into one it does not (worst %s)",
+			pcm_problem_def(plan->after.worst)->name);
+	if (pcm_dev_overlay(img.dev, &ov))
+		goto out;
+	rc = pcm_repair_apply(ov, plan, NULL);
+	if (rc)
+		fz_fail("applying the plan to an overlay: %d", rc);
+	if (!pcm_check_run(ov, &co, &now.r)) {
+		if (now.r.problems != plan->after.problems || now.r.verdict != plan->after.verdict)
+			fz_fail("applied plan: %llu problems, verdict %d; planned %llu, verdict %d",
+				(unsigned long long)now.r.problems, (int)now.r.verdict,
+				(unsigned long long)plan->after.problems, (int)plan->after.verdict);
+	}
+	if (plan->can_fix_all && !pcm_repair_plan(ov, &o, &again) && again->nact != 0)
+		fz_fail("a second repair after a complete one plans %llu actions (first: %s)",
+			(unsigned long long)again->nact, pcm_problem_def(again->act[0].code)->name);
+out:
+	pcm_repair_plan_free(again);
+	pcm_dev_close(ov);
+	pcm_repair_plan_free(plan);
+	fz_image_reset(&img);
+	return 0;
+}
