@@ -11,29 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pcachemeta.h"
-
-#define LEAF_CAP 64u
-
-struct leaf {
-	uint32_t n;
-	struct pcm_extent v[LEAF_CAP];
-};
-
-struct window {
-	uint64_t id;
-	uint32_t nl, capl;
-	struct leaf **l;
-	uint64_t *end;          /* end offset of each leaf's last extent (ascending) */
-};
-
-struct pcm_index {
-	struct window *w;       /* windows, in creation order */
-	uint32_t nw, capw;
-	uint32_t *hash;         /* index+1 into w, 0 empty; power-of-two size */
-	uint32_t hsize;
-	uint64_t count, leaves;
-};
+#include "index_int.h"
 
 struct pcm_index *pcm_index_new(void)
 {
@@ -94,7 +72,7 @@ static struct window *window_find(const struct pcm_index *idx, uint64_t id)
 	}
 }
 
-static struct window *window_get(struct pcm_index *idx, uint64_t id)
+struct window *idx_window_get(struct pcm_index *idx, uint64_t id)
 {
 	struct window *w = window_find(idx, id);
 
@@ -268,7 +246,7 @@ static uint32_t pieces(const struct pcm_extent *first, const struct pcm_extent *
 
 int pcm_index_insert(struct pcm_index *idx, const struct pcm_extent *k)
 {
-	struct window *w = window_get(idx, k->off >> PCM_WINDOW_SHIFT);
+	struct window *w = idx_window_get(idx, k->off >> PCM_WINDOW_SHIFT);
 	struct pcm_extent put[3], first, last;
 	uint64_t ks = k->off, ke = ext_end(k), removed;
 	uint32_t li, lj, a, b, m;

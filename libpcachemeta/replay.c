@@ -36,8 +36,56 @@ static enum pcm_walk_stop dirty_chain_check(const struct pcm_cache *c)
 	return s;
 }
 
+/*
+ * Keys reach the index in batches (pcm_index_insert_batch): a batch holds at
+ * least 64 Ki keys and at most a quarter of the index, so it stays cheap in
+ * memory while each window is rebuilt only a few times.  EMPTY keys, which the
+ * kernel never writes, go in singly after the batch, as their rules differ.
+ */
+struct batch {
+	struct pcm_extent *v;
+	size_t n, cap;
+};
+
+static int batch_flush(struct pcm_replay *r, struct batch *b)
+{
+	int rc = b->n ? pcm_index_insert_batch(r->idx, b->v, b->n) : 0;
+
+	b->n = 0;
+	return rc;
+}
+
+static int batch_add(struct pcm_replay *r, struct batch *b, const struct pcm_extent *e)
+{
+	uint64_t limit = pcm_index_count(r->idx) / 4;
+	int rc;
+
+	if (e->flags & PCM_EXT_EMPTY) {
+		rc = batch_flush(r, b);
+		if (!rc)
+			rc = pcm_index_insert(r->idx, e);
+		if (rc > 0)
+			r->empty_overlaps += (unsigned)rc;
+		return rc < 0 ? rc : 0;
+	}
+	if (b->n >= (limit > 65536 ? limit : 65536) && (rc = batch_flush(r, b)))
+		return rc;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		struct pcm_extent *v = realloc(b->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		b->v = v;
+		b->cap = cap;
+	}
+	b->v[b->n++] = *e;
+	return 0;
+}
+
 static int replay_kset(const struct pcm_cache *c, const struct pcm_replay_opts *o,
-		       struct pcm_replay *r, const struct pcm_walk *w, bool dirty_zone)
+		       struct pcm_replay *r, const struct pcm_walk *w, bool dirty_zone,
+		       struct batch *b)
 {
 	for (unsigned i = 0; i < w->hdr.key_num; i++) {
 		struct pcm_key k;
@@ -78,10 +126,9 @@ static int replay_kset(const struct pcm_cache *c, const struct pcm_replay_opts *
 				 (dirty ? PCM_EXT_DIRTY : 0) |
 				 (o->verify_data && c->data_crc ? PCM_EXT_CRC_OK : 0),
 		};
-		rc = pcm_index_insert(r->idx, &e);
-		if (rc < 0)
+		rc = batch_add(r, b, &e);
+		if (rc)
 			return rc;
-		r->empty_overlaps += (unsigned)rc;
 	}
 	return 0;
 }
@@ -102,9 +149,10 @@ static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *
 		       struct pcm_replay *r)
 {
 	struct pcm_walk *w = malloc(sizeof(*w));
+	struct batch b = { 0 };
 	enum pcm_walk_event ev;
 	bool dirty_zone = false;
-	int rc = 0;
+	int rc = 0, frc;
 
 	if (!w)
 		return -ENOMEM;
@@ -121,7 +169,7 @@ static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *
 			r->last_ksets++;
 			mark(r, w->next.cseg, USE_LOG);
 		} else if (ev == PCM_WALK_KSET) {
-			rc = replay_kset(c, o, r, w, dirty_zone);
+			rc = replay_kset(c, o, r, w, dirty_zone, &b);
 			if (rc)
 				break;
 		} else {
@@ -135,8 +183,10 @@ static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *
 	r->keys = w->keys;
 	if (ev == PCM_WALK_FAIL || rc > 0)
 		r->failed = true;
+	frc = batch_flush(r, &b);   /* what was replayed is indexed, even after a stop */
+	free(b.v);
 	free(w);
-	return rc < 0 ? rc : 0;
+	return rc < 0 ? rc : frc;
 }
 
 int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
