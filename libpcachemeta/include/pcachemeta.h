@@ -572,7 +572,7 @@ enum pcm_kernel_reaction {
 	X(LOG_IO,              ERROR,    REFUSES, false, "I/O error reading the log") \
 	X(LOG_DATA_OVERLAP,    CRITICAL, SILENT,  false, "a live key points into a segment holding the log") \
 	X(KSET_EMPTY,          NOTE,     IGNORES, false, "kset with 0 keys") \
-	X(KSET_NO_ROOM,        NOTE,     IGNORES, false, "kset leaves less than 24 bytes in its segment") \
+	X(KSET_NO_ROOM,        ERROR,    CRASHES, false, "kset leaves less than 24 bytes in its segment (the kernel BUGs at its next kset close)") \
 	X(KSET_FLAGS,          NOTE,     IGNORES, false, "kset flags other than LAST set") \
 	X(KEY_RANGE,           ERROR,    REFUSES, false, "key length 0 or past the backing device") \
 	X(KEY_SEG_RANGE,       ERROR,    REFUSES, false, "key names a cache segment past n_segs") \
