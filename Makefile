@@ -42,6 +42,8 @@ PCACHE := $(O)/pcache
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/tools/%.c=$(O)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
+CRASH_SRC := $(wildcard tests/crash/*.c)
+CRASH_BIN := $(O)/tests/crash-harness
 
 # The nbdkit plugin (pcache-tools/nbdkit/, outside TOOLS_SRC): the engine and
 # libpcachemeta linked in (every object is -fPIC), only plugin_init exported.
@@ -54,7 +56,7 @@ PLUGIN := $(O)/nbdkit-pcache-plugin.so
 
 .PHONY: all check bench install clean demo unit deps
 all: $(PCACHE) $(LIBSO) $(LIBA) $(O)/libpcachemeta.pc $(UNIT_BIN) $(HELPER_BIN) $(BENCH_BIN) \
-	$(PLUGIN)
+	$(PLUGIN) $(CRASH_BIN)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -93,6 +95,11 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(TOOLSA) $(LIBA)
 $(O)/tests/%: $(O)/tests/tools/%.o $(TOOLSA) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LINK_ALL)
+
+# the crash-point harness (tests/crash): one program from all its sources
+$(CRASH_BIN): $(CRASH_SRC:%.c=$(O)/%.o) $(TOOLSA) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(CRASH_SRC:%.c=$(O)/%.o) $(LINK_ALL)
 
 $(O)/bench/%: $(O)/bench/%.o $(TOOLSA) $(LIBA)
 	@mkdir -p $(dir $@)
@@ -156,7 +163,9 @@ FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   = $(BASEFLAGS) $(DEP_CFLAGS) -DPCACHE_VERSION='"$(VERSION)"' -O1 -g $(FUZZ_SAN) \
-		-fsanitize=fuzzer-no-link -Icmd -Itests/fuzz
+		-fsanitize=fuzzer-no-link -fsanitize-coverage-ignorelist=tests/fuzz/coverage-ignore.txt \
+		-fsanitize-ignorelist=tests/fuzz/sanitize-ignore.txt \
+		-Icmd -Itests/fuzz
 FZ           := $(O)/fuzz
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_MAIN    := $(filter-out tests/fuzz/fuzz_common.c,$(FUZZ_SRC))

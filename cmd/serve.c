@@ -75,11 +75,12 @@ struct serve {
 	bool ready;
 };
 
-static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_signal, n_signals;
 
 static void on_signal(int sig)
 {
 	got_signal = sig;
+	n_signals++;
 }
 
 static int parse(int argc, char **argv, struct serve_args *a)
@@ -401,6 +402,8 @@ static void relay_line(struct serve *s, const char *l)
 	const struct serve_args *a = s->a;
 	const char *e = strncmp(l, "nbdkit: ", 8) ? NULL : strstr(l, "error: ");
 
+	if (!strncmp(l, "Use 'nbdkit --help'", 19))
+		return;   /* after a usage error of ours: not the user's to act on */
 	if (!e) {
 		fprintf(stderr, "%s\n", l);
 		return;
@@ -464,7 +467,7 @@ static void announce(struct serve *s)
 /* Until nbdkit exits: its output relayed, signals passed on, readiness announced. */
 static int supervise(struct serve *s, int *wstatus)
 {
-	bool open_fd = true, forwarded = false;
+	bool open_fd = true, forwarded = false, killed = false;
 
 	for (;;) {
 		struct pollfd p = { .fd = s->err_fd, .events = POLLIN };
@@ -477,6 +480,11 @@ static int supervise(struct serve *s, int *wstatus)
 		if (got_signal && !forwarded) {
 			kill(s->pid, SIGTERM);
 			forwarded = true;
+		}
+		if (n_signals > 1 && !killed) {
+			/* asked twice: stop now, whatever is not flushed yet */
+			kill(s->pid, SIGKILL);
+			killed = true;
 		}
 		w = waitpid(s->pid, wstatus, WNOHANG);
 		if (w == s->pid)
@@ -500,6 +508,8 @@ static int verdict(const struct serve *s, int wstatus)
 			cli_note("%s: stopped; the cache was closed cleanly", s->a->dev);
 		else if (got_signal)
 			cli_note("%s: stopped before serving", s->a->dev);
+		else
+			cli_err(s->a->dev, "nbdkit exited before serving");
 		return got_signal || s->ready ? EXIT_OK : EXIT_OPERATIONAL;
 	}
 	if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127) {

@@ -49,7 +49,10 @@
 #define BLOCK_PREFERRED    4096u
 #define BLOCK_MAX          (32u << 20)
 #define TICK_MS            1000      /* the kernel closes an open kset 1 s after its first key */
-#define RETRY_MS           5000      /* after a writeback or GC error */
+#define WB_IDLE_MS         5000      /* writeback looks again this long after a clean pass */
+#define GC_MS              5000      /* the kernel's GC interval */
+#define RETRY_MS           5000      /* after a writeback error */
+#define WB_ROUND_KSETS     64        /* ksets per background writeback round */
 
 /* Parameters. */
 static char *cache_path, *backing_path;
@@ -76,6 +79,7 @@ static struct {
 	pthread_cond_t wake;
 	volatile sig_atomic_t stop;
 	bool wb_reported, gc_reported, flush_reported;
+	uint64_t wb_next, gc_next;       /* now_ms() of the next writeback, GC */
 } bg = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 static void pcache_unload(void)
@@ -210,25 +214,29 @@ out:
 	return rc;
 }
 
-/* "(held by process flock (pid 12))": who holds the cache or the backing device. */
-static void busy_detail(char *buf, size_t len)
+/* The engine's "PATH: cannot open: ..." for a busy device, with who holds it. */
+static void report_busy(const char *msg)
 {
 	const char *paths[] = { cache_path, backing_path };
 	char name[160];
 
-	buf[0] = 0;
 	for (int i = 0; i < 2; i++) {
-		int k = pcm_dev_holder(paths[i], name, sizeof(name));
+		size_t n = strlen(paths[i]);
+		int k;
 
+		if (strncmp(msg, paths[i], n) || msg[n] != ':')
+			continue;
+		k = pcm_dev_holder(paths[i], name, sizeof(name));
 		if (k > 0 && name[0]) {
-			snprintf(buf, len, " (%s is held by %s%s)", paths[i],
-				 k == PCM_HOLDER_DM ? "dm device " :
-				 k == PCM_HOLDER_MOUNT ? "a filesystem mounted on " :
-				 k == PCM_HOLDER_PROCESS ? "process " : "", name);
+			nbdkit_error("%s: cannot open: in use by %s%s", paths[i],
+				     k == PCM_HOLDER_DM ? "dm device " :
+				     k == PCM_HOLDER_KERNEL ? "kernel device " :
+				     k == PCM_HOLDER_MOUNT ? "a filesystem mounted on " :
+				     k == PCM_HOLDER_PROCESS ? "process " : "", name);
 			return;
 		}
 	}
-	snprintf(buf, len, " (held by another program: dm-pcache, or a running pcache command)");
+	nbdkit_error("%s (held by another program: dm-pcache, or a running pcache command)", msg);
 }
 
 static int pcache_get_ready(void)
@@ -236,7 +244,6 @@ static int pcache_get_ready(void)
 	struct pce_opts o = { .flags = PCE_VERIFY_DATA };
 	struct pce_status s;
 	struct pce_error err;
-	char extra[400];
 	int rc;
 
 	if (opt_readonly)
@@ -245,13 +252,14 @@ static int pcache_get_ready(void)
 		return -1;
 	rc = pce_open(cache_path, backing_path, &o, &engine, &err);
 	if (rc) {
-		extra[0] = 0;
+		if (!err.msg[0])
+			snprintf(err.msg, sizeof(err.msg), "%s: %s", cache_path, strerror(-rc));
 		if (err.err == -EBUSY)
-			busy_detail(extra, sizeof(extra));
+			report_busy(err.msg);
 		else if (err.err == -EUCLEAN)
-			snprintf(extra, sizeof(extra), " (run 'pcache fsck -n %s' for details)",
-				 cache_path);
-		nbdkit_error("%s%s", err.msg[0] ? err.msg : strerror(-rc), extra);
+			nbdkit_error("%s (run 'pcache fsck -n %s' for details)", err.msg, cache_path);
+		else
+			nbdkit_error("%s", err.msg);
 		engine = NULL;
 		return -1;
 	}
@@ -273,15 +281,22 @@ static int pcache_get_ready(void)
 
 /* ---- the background worker ---- */
 
-/* Writeback from dirty_tail to key_head; true when it wrote something. */
+/*
+ * Writeback from dirty_tail, at most WB_ROUND_KSETS ksets (one batch: written,
+ * backing flushed, dirty_tail persisted), so that GC runs between rounds and
+ * reclaims what was written back while new writes keep coming.  True when
+ * there is more to write back.
+ */
 static bool bg_writeback(void)
 {
-	struct pce_wb_opts o = { .verify_data = data_crc, .retry = true, .cancel = &bg.stop };
+	struct pce_wb_opts o = { .verify_data = data_crc, .retry = true, .cancel = &bg.stop,
+				 .max_ksets = WB_ROUND_KSETS };
 	struct pce_wb_result r;
 	int rc = pce_writeback(engine, &o, &r);
-	bool progress = !rc && r.ksets + r.last_ksets > 0;
+	bool progress = !rc && r.stop == PCE_WB_LIMIT;
 
-	if (rc || (r.stop != PCE_WB_CLEAN && r.stop != PCE_WB_CANCELLED)) {
+	if (rc || (r.stop != PCE_WB_CLEAN && r.stop != PCE_WB_CANCELLED &&
+		   r.stop != PCE_WB_LIMIT)) {
 		/* reported once; retried every RETRY_MS (the kernel retries I/O forever) */
 		if (!bg.wb_reported)
 			nbdkit_error("%s: background writeback stopped: %s%s%s", cache_path,
@@ -306,19 +321,38 @@ static void bg_gc(void)
 	bg.gc_reported = rc != 0;
 }
 
-/* One round; returns the milliseconds to wait before the next (0: at once). */
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/*
+ * One round; returns the milliseconds to wait before the next (0: at once).
+ * The kernel's timing (FORMAT.md 2.9): open ksets closed within a second;
+ * writeback goes on while it finds dirty ksets and looks again 5 s after it
+ * found none; GC every 5 s, and here also after each writeback round.
+ */
 static int bg_round(void)
 {
-	bool more;
+	uint64_t t = now_ms();
+	bool more = false, wrote = false;
 	int rc = pce_flush(engine);
 
 	if (rc && !bg.flush_reported)
 		nbdkit_error("%s: closing the open ksets failed: %s", cache_path, strerror(-rc));
 	bg.flush_reported = rc != 0;
-	more = bg_writeback();
-	bg_gc();
-	if (bg.wb_reported || bg.gc_reported)
-		return RETRY_MS;
+	if (t >= bg.wb_next) {
+		more = bg_writeback();
+		wrote = true;
+		bg.wb_next = more ? t : t + (bg.wb_reported ? RETRY_MS : WB_IDLE_MS);
+	}
+	if (wrote || t >= bg.gc_next) {
+		bg_gc();
+		bg.gc_next = t + GC_MS;
+	}
 	return more ? 0 : TICK_MS;
 }
 

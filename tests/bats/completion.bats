@@ -60,9 +60,9 @@ options() {
 	for cmd in $(commands) --help --version; do
 		grep -qxF -- "$cmd" <<<"$output" || die "'$cmd' not offered: $output"
 	done
-	run --separate-stderr complete_words pcache help s
+	run --separate-stderr complete_words pcache help sh
 	assert_status 0
-	[ "$output" = shell ] || die "pcache help s: '$output'"
+	[ "$output" = shell ] || die "pcache help sh: '$output'"
 }
 
 @test "pcache fsck --<Tab>: the long options of fsck" {

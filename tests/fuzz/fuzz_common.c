@@ -161,7 +161,7 @@ static void build_log(struct pcm_dev *dev, bool wb)
 	if (wb) {
 		must(pcm_cache_open(dev, &c, NULL), "open base");
 		must(pcm_tail_write(c, 1, kp.at[kp.n / 2], false), "dirty_tail");
-		must(pcm_gen_write(c, 0, c->gen[0] + 1), "gen");
+		must(pcm_gen_write(c, 1, c->gen[1] + 1), "gen");   /* first data segment: stale keys */
 		pcm_cache_close(c);
 	}
 }
@@ -462,6 +462,20 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 	if (getenv("PCACHE_FUZZ_SAVE"))
 		save_image(s, getenv("PCACHE_FUZZ_SAVE"));
 	img->dev = s->dev[(data[0] >> 3) & 1];
+	if ((data[1] & FZ_OPT_BADBLOCKS) && np) {
+		char bb[96];
+
+		/* the bad block list is read once per device: a device of its own */
+		snprintf(bb, sizeof(bb), "%llu:%llu,%llu:%llu", (unsigned long long)patches[0].off,
+			 (unsigned long long)patches[0].len,
+			 (unsigned long long)patches[np > 1].off,
+			 (unsigned long long)patches[np > 1].len);
+		setenv("PCACHE_TEST_BADBLOCKS", bb, 1);
+		must(pcm_dev_open(s->path, PCM_DEV_RDONLY | ((data[0] & 8) ? PCM_DEV_NOMAP : 0),
+				  &img->dev), "open image");
+		unsetenv("PCACHE_TEST_BADBLOCKS");
+		img->own_dev = true;
+	}
 	img->path = s->path;
 	img->size = s->size;
 	img->nsegs = nsegs;
@@ -470,7 +484,9 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 
 void fz_image_reset(struct fz_image *img)
 {
-	(void)img;
+	if (img->own_dev)
+		pcm_dev_close(img->dev);
+	img->own_dev = false;
 	while (nundo) {
 		struct undo *u = &undo[--nundo];
 

@@ -45,6 +45,8 @@ enum {
 	FZ_OPT_BACKING = 0x10,   /* a backing size (1 GiB): keys past it are bad */
 	FZ_OPT_KEEP = 0x20,      /* replay: keep going after bad keys */
 	FZ_OPT_HUMAN = 0x40,     /* dump: -u */
+	FZ_OPT_BADBLOCKS = 0x80, /* the first two patched ranges are reported as bad blocks
+				  * (PCACHE_TEST_BADBLOCKS, on a device opened for this input) */
 };
 
 #define FZ_SIZE_SMALL   536870912ull
@@ -60,6 +62,7 @@ struct fz_image {
 	uint32_t nsegs;          /* segments the device holds */
 	uint8_t image, opts;     /* header bytes */
 	unsigned base;
+	bool own_dev;            /* dev opened for this input (bad blocks): closed at reset */
 };
 
 /* Builds the image an input describes; 0, or -1 when the input is too short to use. */

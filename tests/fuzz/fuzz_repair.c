@@ -7,6 +7,7 @@
  * loads into one it refuses; a clean image gets no action; a plan that
  * fixes everything leaves nothing for a second run.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "fuzz_common.h"
@@ -41,6 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (pcm_dev_overlay(img.dev, &ov))
 		goto out;
 	rc = pcm_repair_apply(ov, plan, NULL);
+	if (rc == -EHWPOISON && (img.opts & FZ_OPT_BADBLOCKS))
+		goto out;   /* refused: a write would land on a bad block (nothing written) */
 	if (rc)
 		fz_fail("applying the plan to an overlay: %d", rc);
 	if (!pcm_check_run(ov, &co, &now.r)) {

@@ -130,7 +130,8 @@ kt_boot() {
 	truncate -s 64M "$d/results.img"
 	truncate -s "${KT_RB_SIZE:-64M}" "$d/rb.img"
 	t0=$(date +%s)
-	timeout -k 10 "$KT_BOOT_TIMEOUT" qemu-system-x86_64 -nodefaults -machine pc,nvdimm=on -accel tcg \
+	KT_BOOT_CRASH=
+	qemu-system-x86_64 -nodefaults -machine pc,nvdimm=on -accel tcg \
 		-cpu max -smp 2 -m "1G,slots=$((n + 1)),maxmem=$((n * KT_NV_SIZE / 1073741824 + 8))G" \
 		"${nv[@]}" \
 		-kernel "$KT_BUILD/vmlinuz" -initrd "$KT_WORK/initrd.img" \
@@ -140,7 +141,8 @@ kt_boot() {
 		-drive "file=$d/results.img,format=raw,if=virtio,cache=unsafe" \
 		-drive "file=$d/rb.img,format=raw,if=virtio,cache=unsafe" \
 		-display none -no-reboot -serial "file:$d/console.log" -monitor none \
-		</dev/null >"$d/qemu.log" 2>&1
+		</dev/null >"$d/qemu.log" 2>&1 &
+	kt_watch "$d" $! "$t0"
 	rc=$?
 	KT_BOOT_SECS=$(($(date +%s) - t0))
 	echo "# boot $(basename "$d"): qemu exit $rc after ${KT_BOOT_SECS}s" >>"$KT_WORK/boots.log"
@@ -157,6 +159,64 @@ kt_boot() {
 		return 1
 	fi
 	return 0
+}
+
+# What a crashed or wedged kernel prints on the console.
+KT_CRASH_RE='kernel BUG at|Oops:|BUG: (soft|hard) lockup|Kernel panic|general protection fault|BUG: unable to handle|blocked for more than'
+
+# kt_watch DIR QEMU_PID T0: waits for qemu; kills it KT_BOOT_TIMEOUT seconds after T0,
+# or 3 s after the console shows a kernel crash (KT_BOOT_CRASH = that line).
+# Returns qemu's exit status (124 on timeout, 125 after a crash).
+# With KT_IDLE_TIMEOUT set, also kills it when the console has not grown for that
+# many seconds (returns 126: a silent hang).
+kt_watch() {
+	local d=$1 pid=$2 t0=$3 rc size last_size=-1 last_change
+	last_change=$(date +%s)
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ $(($(date +%s) - t0)) -ge "$KT_BOOT_TIMEOUT" ]; then
+			kill "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
+			return 124
+		fi
+		if [ -n "${KT_IDLE_TIMEOUT:-}" ]; then
+			size=$(stat -c %s "$d/console.log" 2>/dev/null || echo 0)
+			if [ "$size" != "$last_size" ]; then
+				last_size=$size
+				last_change=$(date +%s)
+			elif [ $(($(date +%s) - last_change)) -ge "$KT_IDLE_TIMEOUT" ]; then
+				echo "# boot $(basename "$d"): no console output for ${KT_IDLE_TIMEOUT}s: the guest hangs"
+				kill "$pid" 2>/dev/null
+				wait "$pid" 2>/dev/null
+				return 126
+			fi
+		fi
+		if [ -z "$KT_BOOT_CRASH" ] && grep -qE "$KT_CRASH_RE" "$d/console.log" 2>/dev/null; then
+			KT_BOOT_CRASH=$(grep -m1 -E "$KT_CRASH_RE" "$d/console.log" | sed 's/^\[ *[0-9.]*\] //')
+			sleep 3
+			kill "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
+			echo "# KERNEL CRASH in boot $(basename "$d"): $KT_BOOT_CRASH"
+			grep -E -A12 "$KT_CRASH_RE" "$d/console.log" | head -n 24 | sed 's/^/#   /'
+			return 125
+		fi
+		sleep 0.5
+	done
+	wait "$pid"
+	rc=$?
+	return $rc
+}
+
+# kt_console_clean DIR DESCRIPTION: ok when the guest kernel logged no BUG, Oops,
+# lockup or WARNING during the boot.
+kt_console_clean() {
+	local bad
+	bad=$(grep -E "$KT_CRASH_RE|WARNING:|BUG:" "$1/console.log" 2>/dev/null | head -n 3)
+	if [ -z "$bad" ]; then
+		kt_ok "$2"
+	else
+		kt_notok "$2"
+		echo "$bad" | sed 's/^/#   /'
+	fi
 }
 
 # kt_result DIR KEY: the value part of the first result line `KEY value...`.
@@ -202,6 +262,7 @@ kt_run() {
 	kt_pmem_to_nv "$d/pmem.img" "$d/nv.img" || return 1
 	kt_boot "$d"
 	rc=$?
+	kt_console_clean "$d" "${tag:-$(basename "$d")}: no BUG, Oops, lockup or WARNING in the guest kernel log (boot $(basename "$d"))"
 	kt_nv_to_pmem "$d/nv.img" "$d/pmem.img" || return 1
 	rm -f "$d/nv.img"
 	return $rc

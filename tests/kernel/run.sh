@@ -9,7 +9,8 @@
 # the same bytes.  SCENARIO names select scenarios/*.sh by prefix (a, b, c-...).
 #
 # Output: `ok - ...` / `not ok - ...` lines and a final `N passed, N failed`
-# (`, N skipped`).  Exit 0 when nothing failed.  When Debian's registry offers no
+# (`, N skipped`).  A failure listed in known-issues.txt prints as
+# `not ok - ... # TODO known: ...` and is counted as skipped, not failed.  Exit 0 when nothing failed.  When Debian's registry offers no
 # usable kernel, prints a SKIPPED banner with the reason and exits 0 (the only
 # case where nothing runs and the exit is 0).
 #
@@ -33,6 +34,7 @@ KT_PASSED=0
 KT_FAILED=0
 KT_SKIPPED=0
 KT_FAILURES=()
+KT_KNOWN=()
 T0=$(date +%s)
 
 summary() {
@@ -40,6 +42,13 @@ summary() {
 	if [ "${#KT_FAILURES[@]}" -gt 0 ]; then
 		echo "# failed:"
 		printf '#   %s\n' "${KT_FAILURES[@]}"
+	fi
+	if [ "${#KT_KNOWN[@]}" -gt 0 ]; then
+		echo "###########################################################################"
+		echo "#  KNOWN DISCREPANCIES (tests/kernel/known-issues.txt): they failed, and are"
+		echo "#  counted as skipped, not as failures:"
+		printf '#   %s\n' "${KT_KNOWN[@]}"
+		echo "###########################################################################"
 	fi
 	echo "# kernel interop suite: $(($(date +%s) - T0)) s"
 	if [ "$KT_SKIPPED" -gt 0 ]; then
@@ -211,11 +220,13 @@ for s in "$KT_HERE"/scenarios/*.sh; do
 	rc=${PIPESTATUS[0]}
 	n_ok=$(grep -c '^ok ' "$out")
 	n_skip=$(grep -c '^ok .*# SKIP' "$out")
-	n_bad=$(grep -c '^not ok ' "$out")
+	n_bad=$(grep '^not ok ' "$out" | grep -vc '# TODO known')
+	n_known=$(grep -c '^not ok .*# TODO known' "$out")
 	KT_PASSED=$((KT_PASSED + n_ok - n_skip))
-	KT_SKIPPED=$((KT_SKIPPED + n_skip))
+	KT_SKIPPED=$((KT_SKIPPED + n_skip + n_known))
 	KT_FAILED=$((KT_FAILED + n_bad))
-	while IFS= read -r l; do KT_FAILURES+=("${l#not ok - }"); done < <(grep '^not ok ' "$out")
+	while IFS= read -r l; do KT_FAILURES+=("${l#not ok - }"); done < <(grep '^not ok ' "$out" | grep -v '# TODO known')
+	while IFS= read -r l; do KT_KNOWN+=("${l#not ok - }"); done < <(grep '^not ok .*# TODO known' "$out")
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		notok "$name: timed out after ${SCENARIO_TIMEOUT}s"
 	elif [ "$rc" -ne 0 ] && [ "$n_bad" -eq 0 ]; then

@@ -176,8 +176,9 @@ pg_remove() {
 	fi
 }
 
+# pg_save [quick]: the results to the results disk (quick: without the kernel log).
 pg_save() {
-	dmesg >"$OUT/dmesg" 2>/dev/null
+	[ "${1:-}" = quick ] || dmesg >"$OUT/dmesg" 2>/dev/null
 	date +%s >"$OUT/t_end"
 	tar -cf /tmp/results.tar -C "$OUT" . 2>/dev/null
 	dd if=/tmp/results.tar of=/dev/vdc bs=64k conv=notrunc,fsync 2>/dev/null
