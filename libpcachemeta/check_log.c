@@ -203,13 +203,33 @@ static void chk_lost_from(struct logchk *l, struct pcm_pos end, struct pcm_pos q
 	free(w);
 }
 
-/* LG3: after a corrupt end, the ksets that pcm_walk_salvage() finds are lost to the kernel. */
-static void chk_lost(struct logchk *l, struct pcm_pos end)
-{
-	struct pcm_pos q;
 
-	if (pcm_walk_salvage(l->c, end, &q))
-		chk_lost_from(l, end, q);
+/*
+ * The log ends at a kset that fails its tests.  key_tail inside a kset, or a
+ * damaged kset with valid ksets behind it (pcm_walk_salvage), loses those
+ * ksets; a kset torn by a crash at the head (nothing valid behind it) loses
+ * only what was never flushed, also when it is the first kset at key_tail.
+ */
+static void chk_bad_end(struct logchk *l, const struct pcm_replay *r, uint64_t off,
+			const char *where)
+{
+	const struct pcm_cache *c = l->c;
+	bool at_tail = pcm_pos_eq(r->key_head, c->key_tail.pos);
+	struct pcm_pos b, q;
+	bool mid = at_tail && pcm_walk_boundary_after(c, r->key_head, &b) &&
+		   !pcm_pos_eq(b, r->key_head);
+	bool salvage = !mid && pcm_walk_salvage(c, r->key_head, &q);
+
+	if (mid || (at_tail && salvage))
+		chk_report(l->k, PCM_P_LOG_START_INVALID, off, where, "%s at key_tail",
+			   pcm_walk_stop_str(r->stop));
+	else
+		chk_report(l->k, salvage ? PCM_P_LOG_END_CORRUPT : PCM_P_LOG_END_TORN, off, where,
+			   "%s", pcm_walk_stop_str(r->stop));
+	if (mid)
+		chk_lost_from(l, r->key_head, b);
+	else if (salvage)
+		chk_lost_from(l, r->key_head, q);
 }
 
 static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)
@@ -227,28 +247,16 @@ static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)
 		chk_report(l->k, fail_code[r->stop], off, where, "%s", pcm_walk_stop_str(r->stop));
 		return;
 	}
-	if (r->stop == PCM_STOP_TERMINATOR)
+	if (r->stop == PCM_STOP_TERMINATOR) {
+		/* the next kset close would write its LAST kset past the data area */
+		if (PCM_DATA_SIZE - r->key_head.seg_off < PCM_KSET_HDR_SIZE)
+			chk_report(l->k, PCM_P_KSET_NO_ROOM, off, where,
+				   "the log ends %u bytes before its segment's end",
+				   PCM_DATA_SIZE - r->key_head.seg_off);
 		return;
-	chk_oversize_claim(l, r->key_head, off, where);
-	if (pcm_pos_eq(r->key_head, c->key_tail.pos)) {
-		struct pcm_pos b;
-
-		chk_report(l->k, PCM_P_LOG_START_INVALID, off, where, "%s at key_tail",
-			   pcm_walk_stop_str(r->stop));
-		/* key_tail inside a kset: the ksets from the next boundary on are lost */
-		if (pcm_walk_boundary_after(c, r->key_head, &b) && !pcm_pos_eq(b, r->key_head)) {
-			chk_lost_from(l, r->key_head, b);
-			return;
-		}
-	} else {
-		struct pcm_pos q;
-		/* a kset cut by a crash at the head loses only what was never flushed */
-		bool torn = !pcm_walk_salvage(c, r->key_head, &q);
-
-		chk_report(l->k, torn ? PCM_P_LOG_END_TORN : PCM_P_LOG_END_CORRUPT, off, where, "%s",
-			   pcm_walk_stop_str(r->stop));
 	}
-	chk_lost(l, r->key_head);
+	chk_oversize_claim(l, r->key_head, off, where);
+	chk_bad_end(l, r, off, where);
 }
 
 static void chk_tails_and_segments(struct logchk *l, const struct pcm_replay *r)

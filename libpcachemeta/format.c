@@ -99,7 +99,14 @@ int pcm_format_write(struct pcm_dev *dev, const struct pcm_format_plan *plan,
 
 	if (pcm_dev_size(dev) != plan->dev_size)
 		return -EINVAL;
-	rc = pcm_dev_zero(dev, PCM_CACHE_INFO_OFF, PCM_META_END - PCM_CACHE_INFO_OFF);
+	/* cache_info first: old tails must never be lost while an old cache_info is valid */
+	rc = pcm_dev_zero(dev, PCM_CACHE_INFO_OFF, PCM_CACHE_INFO_SIZE);
+	if (!rc)
+		rc = pcm_dev_zero(dev, PCM_CACHE_INFO_OFF + PCM_CACHE_INFO_SLOT, PCM_CACHE_INFO_SIZE);
+	if (!rc)
+		rc = pcm_dev_persist(dev, PCM_CACHE_INFO_OFF, PCM_CACHE_CTRL_OFF - PCM_CACHE_INFO_OFF);
+	if (!rc)
+		rc = pcm_dev_zero(dev, PCM_CACHE_INFO_OFF, PCM_META_END - PCM_CACHE_INFO_OFF);
 	if (!rc)
 		rc = pcm_dev_persist(dev, 0, PCM_META_END);
 	for (uint32_t i = 0; !rc && i < plan->seg_num; i++) {

@@ -8,8 +8,10 @@
 #     into O/fixtures once, as sparse files;
 #   - unit:  every O/tests/test_* program (TAP-style `ok - ...` / `not ok - ...` lines);
 #   - bats:  every tests/bats/*.bats with `bats --tap`;
-#   - all:   both, plus the SPDX header check, two -Werror builds (clang, gcc) and the
-#            unit tests built with clang's ASan+UBSan (results prefixed `asan:`).
+#   - all:   both, plus the SPDX header check, two -Werror builds (clang, gcc), the
+#            unit tests built with clang's ASan+UBSan (results prefixed `asan:`), the
+#            crash-point harness (O/tests/crash-harness, also under ASan) and a short run of
+#            every libFuzzer target (FUZZ_SECONDS each, default 25; 0 skips; needs clang-14).
 # Prints every suite's output and ends with one line `N passed, N failed`
 # (`, N skipped` when tests were skipped); exits 1 when anything failed.
 set -u
@@ -41,6 +43,8 @@ export PCACHE_FIXTURES="$O/fixtures"
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-900}
 BATS_TIMEOUT=${BATS_TIMEOUT:-1200}
 ASAN_TIMEOUT=${ASAN_TIMEOUT:-1800}
+CRASH_TIMEOUT=${CRASH_TIMEOUT:-900}
+FUZZ_SECONDS=${FUZZ_SECONDS:-25}
 
 passed=0
 failed=0
@@ -264,6 +268,55 @@ run_spdx() {
 	fi
 }
 
+# run_crash PREFIX DIR: the crash-point harness of build DIR (one TAP line per operation).
+run_crash() {
+	local prefix=$1 bin=$2/tests/crash-harness out rc
+	out="$LOG/${prefix}crash.out"
+	section "${prefix}crash points"
+	if [ ! -x "$bin" ]; then
+		record_fail "${prefix}crash: $bin was not built"
+		return
+	fi
+	timeout -k 10 "$CRASH_TIMEOUT" "$bin" >"$out" 2>&1 </dev/null
+	rc=$?
+	sed -E "s/^(not ok|ok) - /\1 - ${prefix}/" "$out"
+	count_tap "$prefix" "$out"
+	if [ "$rc" -gt 128 ] || [ "$rc" -eq 124 ]; then
+		record_fail "${prefix}crash-harness: $(describe_status "$rc")"
+	elif [ "$rc" -ne 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "${prefix}crash-harness: $(describe_status "$rc") without a 'not ok' line"
+	fi
+}
+
+# run_fuzz: builds the libFuzzer targets into O/fuzz and runs each FUZZ_SECONDS seconds,
+# two at a time (tests/fuzz/run-fuzz.sh prints one TAP line per target).
+run_fuzz() {
+	local out="$LOG/fuzz.out" rc
+	section "fuzz: ${FUZZ_SECONDS} s per target"
+	if [ "$FUZZ_SECONDS" = 0 ]; then
+		echo "ok - fuzz # skip FUZZ_SECONDS=0"
+		skipped=$((skipped + 1))
+		return
+	fi
+	if ! command -v clang-14 >/dev/null 2>&1; then
+		record_fail "fuzz: clang-14 is not installed (run scripts/deps.sh)"
+		return
+	fi
+	if ! make -j"$JOBS" O="$O" fuzz-build >"$LOG/fuzz-build.out" 2>&1 </dev/null; then
+		grep -E '(error|warning):' "$LOG/fuzz-build.out" | head -n 40
+		record_fail "fuzz: make fuzz-build failed"
+		return
+	fi
+	FUZZ_JOBS=$JOBS timeout -k 10 $((FUZZ_SECONDS * 6 + 600)) \
+		bash tests/fuzz/run-fuzz.sh "$O" "$FUZZ_SECONDS" >"$out" 2>&1 </dev/null
+	rc=$?
+	cat "$out"
+	count_tap "" "$out"
+	if [ "$rc" -ne 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "fuzz: run-fuzz.sh $(describe_status "$rc") without a 'not ok' line"
+	fi
+}
+
 if [ ! -x "$PCACHE" ]; then
 	section "build"
 	record_fail "build: $PCACHE does not exist (run 'make O=$O' first)"
@@ -289,7 +342,10 @@ all)
 		export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
 		export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 		run_units "asan:" "$O/asan" "$ASAN_TIMEOUT"
+		run_crash "asan: " "$O/asan"
 	fi
+	run_crash "" "$O"
+	run_fuzz
 	;;
 esac
 

@@ -132,7 +132,7 @@ kt_boot() {
 	t0=$(date +%s)
 	KT_BOOT_CRASH=
 	qemu-system-x86_64 -nodefaults -machine pc,nvdimm=on -accel tcg \
-		-cpu max -smp 2 -m "1G,slots=$((n + 1)),maxmem=$((n * KT_NV_SIZE / 1073741824 + 8))G" \
+		-cpu max -smp "${KT_SMP:-2}" -m "1G,slots=$((n + 1)),maxmem=$((n * KT_NV_SIZE / 1073741824 + 8))G" \
 		"${nv[@]}" \
 		-kernel "$KT_BUILD/vmlinuz" -initrd "$KT_WORK/initrd.img" \
 		-append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init" \

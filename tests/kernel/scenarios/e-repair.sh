@@ -256,7 +256,7 @@ except Exception: print("-")' "$1" 2>/dev/null
 slot_crashed() { # SLOT BATCHDIR
 	local k=$1 B=$2 t=${SLOT_TITLE[$1]} what
 	what=${KT_BOOT_CRASH:-the guest hung: no console output, no progress}
-	if grep -qx "create_pc$k ok" "$B/out/results" 2>/dev/null; then
+	if grep -qE "pcache-loaded $k\$" "$B/console.log" 2>/dev/null; then
 		what="it loads, then: $what"
 	fi
 	e_notok "$t: the kernel crashed ($what); fsck predicted '${SLOT_VERDICT[$k]}'"
@@ -304,27 +304,21 @@ check_slot() { # SLOT BATCHDIR INDEX
 }
 
 # ---- boots ----
-# run_batch SLOT...: loads the given slots in one boot and checks the finished ones.
-# Sets RETRY to the slots not reached because the kernel crashed or hung.
-run_batch() {
-	local k j B off g RB crashed=
-	B=$D/batch$1
+# batch_prepare DIR SLOT...: the NVDIMM files, backing disk and guest script of one
+# boot; DIR/slots lists the slots it holds (those whose expected content exists).
+batch_prepare() {
+	local B=$1 k j=0 off=0 g RB
+	shift
 	rm -rf "$B"
 	mkdir -p "$B/scn"
 	kt_guest_script "$B/scn"
 	g=$B/scn/guest.sh
-	echo "pg_wait_pmems $#" >>"$g"
-	rm -f "$B/back.img"
-	off=0
-	j=0
-	local slots=() t0 t1 t2
-	t0=$(date +%s)
+	: >"$B/slots"
 	for k in "$@"; do
-		expect_slot "$k" && slots+=("$k")
+		expect_slot "$k" && echo "$k" >>"$B/slots"
 	done
-	set -- "${slots[@]}"
-	[ $# -gt 0 ] || { RETRY=(); return; }
-	for k in "$@"; do
+	echo "pg_wait_pmems $(wc -l <"$B/slots")" >>"$g"
+	while read -r k; do
 		RB=${SLOT_RB[$k]}
 		printf 'KT-SLOT-%04d' "$k" | dd of="${SLOT_IMG[$k]}" conv=notrunc status=none
 		kt_pmem_to_nv "${SLOT_IMG[$k]}" "$B/nv$j.img"
@@ -340,7 +334,7 @@ if [ -z "\$P" ]; then
 	pg_note "create_pc$k fail no pmem device carries the stamp of slot $k"
 elif pg_linear bk$k \$BACK $off ${SLOT_BACK[$k]} drop_writes; then
 	if pg_create pc$k ${SLOT_CRC[$k]} \$P /dev/mapper/bk$k; then
-		pg_save quick
+		echo "<3>pcache-loaded $k" >/dev/kmsg
 		pg_readback pc$k $RB rb$k $((j * 64)) 60 && pg_remove pc$k
 	fi
 	dmsetup remove --noudevsync bk$k 2>/dev/null
@@ -350,10 +344,25 @@ pg_save quick
 EOF
 		off=$((off + SLOT_BACK[k]))
 		j=$((j + 1))
-	done
-	t1=$(date +%s)
-	KT_RB_SIZE=$((j * 64 * MiB)) KT_IDLE_TIMEOUT=${KT_E_IDLE_TIMEOUT:-90} kt_boot "$B" >"$B/boot.out"
-	t2=$(date +%s)
+	done <"$B/slots"
+}
+
+# batch_boot DIR: boots it (may run in the background); DIR/crash gets the crash line.
+batch_boot() {
+	local B=$1 n t0
+	n=$(wc -l <"$B/slots")
+	t0=$(date +%s)
+	KT_SMP=$E_SMP KT_RB_SIZE=$((n * 64 * MiB)) KT_IDLE_TIMEOUT=${KT_E_IDLE_TIMEOUT:-90} \
+		kt_boot "$B" >"$B/boot.out" 2>&1
+	echo "$KT_BOOT_CRASH" >"$B/crash"
+	echo "$(($(date +%s) - t0))" >"$B/secs"
+}
+
+# batch_check DIR: the verdicts of one boot; sets RETRY to the slots it did not reach.
+batch_check() {
+	local B=$1 k j=0 crashed= slots
+	mapfile -t slots <"$B/slots"
+	KT_BOOT_CRASH=$(cat "$B/crash" 2>/dev/null)
 	grep -v '^#   ' "$B/boot.out"
 	# The slot the kernel died on: the last slot marker before the first crash line
 	# on the console; after a silent hang, the first slot that did not finish.
@@ -362,8 +371,7 @@ EOF
 			"$B/console.log")
 	fi
 	RETRY=()
-	j=0
-	for k in "$@"; do
+	for k in "${slots[@]}"; do
 		if [ "$k" = "$crashed" ]; then
 			slot_crashed "$k" "$B"
 		elif grep -qx "slot_done_$k" "$B/out/results" 2>/dev/null; then
@@ -391,7 +399,7 @@ EOF
 		[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -f "${SLOT_IMG[$k]}" "${SLOT_EXPECT[$k]}"
 		j=$((j + 1))
 	done
-	echo "#   boot of $# images: prepared in $((t1 - t0)) s, guest $((t2 - t1)) s, checked in $(($(date +%s) - t2)) s"
+	echo "#   boot $(basename "$B"): ${#slots[@]} images, guest $(cat "$B/secs" 2>/dev/null) s"
 	[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$B"
 }
 
@@ -400,17 +408,38 @@ if [ "${KT_E_PREPARE_ONLY:-0}" = 1 ]; then
 	exit 0
 fi
 KT_BOOT_TIMEOUT=${KT_E_BOOT_TIMEOUT:-300}
+# Boots run PARALLEL at a time, each guest with one CPU: the work in a guest is
+# sequential, so two one-CPU guests get through twice as much as one two-CPU guest.
+PARALLEL=${KT_E_PARALLEL:-$(nproc 2>/dev/null || echo 1)}
+[ "$PARALLEL" -gt 4 ] && PARALLEL=4
+E_SMP=1
+[ "$PARALLEL" -le 1 ] && E_SMP=2
 declare -A HUNG
 mapfile -t pending < <(seq 0 $((${#SLOT_IMG[@]} - 1)))
+nb=0
 while [ ${#pending[@]} -gt 0 ]; do
-	if [ -n "${HUNG[${pending[0]}]:-}" ]; then
-		batch=("${pending[0]}") # an image that hung a boot: alone
-		pending=("${pending[@]:1}")
-	else
-		batch=("${pending[@]:0:$PER_BOOT}")
-		pending=("${pending[@]:$PER_BOOT}")
-	fi
-	run_batch "${batch[@]}"
-	pending=("${RETRY[@]}" "${pending[@]}")
+	group=()
+	while [ ${#group[@]} -lt "$PARALLEL" ] && [ ${#pending[@]} -gt 0 ]; do
+		if [ -n "${HUNG[${pending[0]}]:-}" ]; then
+			batch=("${pending[0]}") # an image that hung a boot: alone
+			pending=("${pending[@]:1}")
+		else
+			batch=("${pending[@]:0:$PER_BOOT}")
+			pending=("${pending[@]:$PER_BOOT}")
+		fi
+		nb=$((nb + 1))
+		batch_prepare "$D/boot$nb" "${batch[@]}"
+		[ -s "$D/boot$nb/slots" ] && group+=("$D/boot$nb")
+	done
+	for B in "${group[@]}"; do
+		batch_boot "$B" &
+	done
+	wait
+	retry_all=()
+	for B in "${group[@]}"; do
+		batch_check "$B"
+		retry_all+=("${RETRY[@]}")
+	done
+	pending=("${retry_all[@]}" "${pending[@]}")
 done
 [ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$D"
