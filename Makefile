@@ -136,6 +136,14 @@ demo: deps
 	@$(SUBMAKE) all
 	@bash scripts/demo.sh $(O)
 
+# The kernel interop suite: the real dm-pcache of Debian sid's kernel in a qemu guest
+# (tests/kernel/run.sh; needs root; caches its chroot, kernel and module in
+# /var/cache/pcache-tools-kernel).
+.PHONY: check-kernel
+check-kernel: deps
+	@$(SUBMAKE) all
+	@bash tests/kernel/run.sh $(O)
+
 # The .pc is written again here: PREFIX/LIBDIR given to `make install` may differ from the build's.
 install: $(PCACHE) $(LIBSO) $(LIBA) $(PLUGIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \

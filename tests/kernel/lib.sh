@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
+# shellcheck shell=bash
 #
 # Host-side helpers of the kernel interop suite, sourced by tests/kernel/run.sh
 # and the scenario scripts.  Needs: KT_BUILD (the build directory prepare.sh
@@ -111,10 +112,11 @@ kt_guest_script() {
 # Leaves DIR/out/ (the guest's /out: results, log, dmesg) and DIR/console.log.
 # Returns 0 when the guest left its results.
 kt_boot() {
-	local d=$1 t0 rc i n=0 nv=()
+	local d=$1 t0 rc n=0 nv=()
 	rm -rf "$d/out" "$d/results.img" "$d/rb.img" "$d/scn.tar"
 	mkdir -p "$d/out"
 	if [ -f "$d/nv.img" ]; then
+		# shellcheck disable=SC2054 # qemu option values are comma lists
 		nv=(-object "memory-backend-file,id=m0,share=on,mem-path=$d/nv.img,size=$KT_NV_SIZE"
 			-device nvdimm,memdev=m0,id=nv0)
 		n=1
@@ -129,23 +131,41 @@ kt_boot() {
 	truncate -s %1M "$d/scn.tar"
 	truncate -s 64M "$d/results.img"
 	truncate -s "${KT_RB_SIZE:-64M}" "$d/rb.img"
-	t0=$(date +%s)
-	KT_BOOT_CRASH=
-	qemu-system-x86_64 -nodefaults -machine pc,nvdimm=on -accel tcg \
-		-cpu max -smp "${KT_SMP:-2}" -m "1G,slots=$((n + 1)),maxmem=$((n * KT_NV_SIZE / 1073741824 + 8))G" \
-		"${nv[@]}" \
-		-kernel "$KT_BUILD/vmlinuz" -initrd "$KT_WORK/initrd.img" \
-		-append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init" \
-		-drive "file=$d/back.img,format=raw,if=virtio,cache=unsafe" \
-		-drive "file=$d/scn.tar,format=raw,if=virtio,readonly=on" \
-		-drive "file=$d/results.img,format=raw,if=virtio,cache=unsafe" \
-		-drive "file=$d/rb.img,format=raw,if=virtio,cache=unsafe" \
-		-display none -no-reboot -serial "file:$d/console.log" -monitor none \
-		</dev/null >"$d/qemu.log" 2>&1 &
-	kt_watch "$d" $! "$t0"
-	rc=$?
-	KT_BOOT_SECS=$(($(date +%s) - t0))
-	echo "# boot $(basename "$d"): qemu exit $rc after ${KT_BOOT_SECS}s" >>"$KT_WORK/boots.log"
+	local attempt=1
+	while :; do
+		t0=$(date +%s)
+		KT_BOOT_CRASH=
+		rm -f "$d/console.log"
+		qemu-system-x86_64 -nodefaults -machine pc,nvdimm=on -accel tcg \
+			-cpu max -smp "${KT_SMP:-2}" -m "1G,slots=$((n + 1)),maxmem=$((n * KT_NV_SIZE / 1073741824 + 8))G" \
+			"${nv[@]}" \
+			-kernel "$KT_BUILD/vmlinuz" -initrd "$KT_WORK/initrd.img" \
+			-append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init" \
+			-drive "file=$d/back.img,format=raw,if=virtio,cache=unsafe" \
+			-drive "file=$d/scn.tar,format=raw,if=virtio,readonly=on" \
+			-drive "file=$d/results.img,format=raw,if=virtio,cache=unsafe" \
+			-drive "file=$d/rb.img,format=raw,if=virtio,cache=unsafe" \
+			-display none -no-reboot -serial "file:$d/console.log" -monitor none \
+			</dev/null >"$d/qemu.log" 2>&1 &
+		kt_watch "$d" $! "$t0"
+		rc=$?
+		KT_BOOT_SECS=$(($(date +%s) - t0))
+		echo "# boot $(basename "$d"): qemu exit $rc after ${KT_BOOT_SECS}s" >>"$KT_WORK/boots.log"
+		if [ -z "$KT_BOOT_CRASH" ] && grep -qE "$KT_CRASH_RE" "$d/console.log" 2>/dev/null; then
+			KT_BOOT_CRASH=$(grep -m1 -E "$KT_CRASH_RE" "$d/console.log" | sed 's/^\[ *[0-9.]*\] //')
+		fi
+		# A guest kernel that dies before the scenario starts (seen once: an "Oops: int3"
+		# in early boot under qemu TCG, before any module was loaded) touched nothing of
+		# ours: boot again, twice at most.
+		if [ -n "$KT_BOOT_CRASH" ] && ! grep -q 'pcache-guest: running the scenario' "$d/console.log" &&
+			[ $attempt -lt 3 ]; then
+			echo "# boot $(basename "$d"): the guest kernel died before the scenario ($KT_BOOT_CRASH); booting again"
+			cp "$d/console.log" "$d/console.early-crash.$attempt.log"
+			attempt=$((attempt + 1))
+			continue
+		fi
+		break
+	done
 	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
 		echo "# qemu timed out after ${KT_BOOT_TIMEOUT}s; console tail:"
 		tail -n 20 "$d/console.log" | sed 's/^/#   /'

@@ -26,7 +26,6 @@ set -o pipefail
 CACHE=${PCACHE_KERNEL_CACHE:-/var/cache/pcache-tools-kernel}
 REFRESH_HOURS=${PCACHE_KERNEL_REFRESH_HOURS:-24}
 CHROOT=$CACHE/chroot-sid
-HERE=$(cd "$(dirname "$0")" && pwd)
 APT_OPTS=(-o Acquire::Check-Valid-Until=false -o APT::Sandbox::User=root -q)
 
 say() { echo "# prepare: $*" >&2; }

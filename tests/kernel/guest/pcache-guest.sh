@@ -11,7 +11,7 @@ RB=/dev/vdd
 OUT=/out
 # GNU dd (gdd) for I/O through the target: busybox dd does not issue O_DIRECT
 # writes of the requested size and has no oflag=dsync.
-DD=dd
+DD="dd"
 command -v gdd >/dev/null 2>&1 && DD=gdd
 
 pg_note() {
@@ -177,6 +177,7 @@ pg_remove() {
 }
 
 # pg_save [quick]: the results to the results disk (quick: without the kernel log).
+# shellcheck disable=SC2120 # the scenarios pass "quick"
 pg_save() {
 	[ "${1:-}" = quick ] || dmesg >"$OUT/dmesg" 2>/dev/null
 	date +%s >"$OUT/t_end"

@@ -19,7 +19,7 @@ BACK_SIZE=$((256 * MiB))
 
 # run_case NAME CRC(true|false) SEED MKIMAGE-ARGS...
 run_case() {
-	local name=$1 crc=$2 seed=$3 tag D E mk
+	local name=$1 crc=$2 seed=$3 tag D mk
 	shift 3
 	tag="d: $name"
 	D=$(kt_case "d-$name")

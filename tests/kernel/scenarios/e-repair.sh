@@ -152,7 +152,11 @@ expect_slot() {
 }
 
 ncase=0
-while read -r spec base opt codes; do
+# prepare_case SPEC BASE: corrupts a copy of the base, asks fsck, repairs another copy;
+# adds a slot for each image the kernel is to load.
+prepare_case() {
+	local spec=$1 base=$2 title img fopts bkf frc verdict rep rrc rv rverdict nact lost crc back bf
+	local -a cargs
 	title="e: $spec on $base"
 	ncase=$((ncase + 1))
 	img=$D/c$ncase.img
@@ -160,12 +164,12 @@ while read -r spec base opt codes; do
 	IFS=: read -r -a cargs <<<"$spec"
 	if ! "$CORRUPT" "$img" "${cargs[@]}" >"$D/corrupt.out" 2>&1; then
 		kt_notok "$title: corrupt failed: $(head -c 200 "$D/corrupt.out")"
-		continue
+		return
 	fi
 	if [ "$(stat -c %s "$img")" != "$KT_NS_SIZE" ]; then
 		echo "#   $title: changes the device size; the NVDIMM size is fixed: not loaded"
 		rm -f "$img"
-		continue
+		return
 	fi
 	# The kernel checks every data CRC at load and knows the backing size: fsck
 	# predicts it only when it does the same (--verify-data, --backing).
@@ -216,8 +220,21 @@ except Exception:
 	else
 		rm -f "$rep"
 	fi
-done <"$D/selected"
-echo "#   $ncase corruption cases, ${#SLOT_IMG[@]} images to load"
+}
+mapfile -t CASELINES <"$D/selected"
+next_case=0
+# more_cases N: prepares cases until N slots wait in `pending` or none is left.
+more_cases() {
+	local before k spec base
+	while [ ${#pending[@]} -lt "$1" ] && [ "$next_case" -lt ${#CASELINES[@]} ]; do
+		read -r spec base _ <<<"${CASELINES[$next_case]}"
+		next_case=$((next_case + 1))
+		before=${#SLOT_IMG[@]}
+		prepare_case "$spec" "$base"
+		for ((k = before; k < ${#SLOT_IMG[@]}; k++)); do pending+=("$k"); done
+	done
+}
+pending=()
 
 # ---- verdicts ----
 # known_issue TITLE: the explanation when TITLE starts with a line of known-issues.txt.
@@ -360,7 +377,7 @@ batch_boot() {
 
 # batch_check DIR: the verdicts of one boot; sets RETRY to the slots it did not reach.
 batch_check() {
-	local B=$1 k j=0 crashed= slots
+	local B=$1 k j=0 crashed="" slots
 	mapfile -t slots <"$B/slots"
 	KT_BOOT_CRASH=$(cat "$B/crash" 2>/dev/null)
 	grep -v '^#   ' "$B/boot.out"
@@ -404,9 +421,11 @@ batch_check() {
 }
 
 if [ "${KT_E_PREPARE_ONLY:-0}" = 1 ]; then
-	kt_ok "e: prepared ${#SLOT_IMG[@]} images (KT_E_PREPARE_ONLY=1: nothing loaded)"
+	more_cases 1000000
+	kt_ok "e: prepared ${#SLOT_IMG[@]} images of $ncase cases (KT_E_PREPARE_ONLY=1: nothing loaded)"
 	exit 0
 fi
+# shellcheck disable=SC2034 # read by kt_boot (lib.sh)
 KT_BOOT_TIMEOUT=${KT_E_BOOT_TIMEOUT:-300}
 # Boots run PARALLEL at a time, each guest with one CPU: the work in a guest is
 # sequential, so two one-CPU guests get through twice as much as one two-CPU guest.
@@ -415,9 +434,12 @@ PARALLEL=${KT_E_PARALLEL:-$(nproc 2>/dev/null || echo 1)}
 E_SMP=1
 [ "$PARALLEL" -le 1 ] && E_SMP=2
 declare -A HUNG
-mapfile -t pending < <(seq 0 $((${#SLOT_IMG[@]} - 1)))
+# Cases are prepared a round at a time, so the scratch space holds the images of
+# one round only (a few GiB at most).
 nb=0
-while [ ${#pending[@]} -gt 0 ]; do
+while :; do
+	more_cases $((PARALLEL * PER_BOOT))
+	[ ${#pending[@]} -gt 0 ] || break
 	group=()
 	while [ ${#group[@]} -lt "$PARALLEL" ] && [ ${#pending[@]} -gt 0 ]; do
 		if [ -n "${HUNG[${pending[0]}]:-}" ]; then
@@ -442,4 +464,5 @@ while [ ${#pending[@]} -gt 0 ]; do
 	done
 	pending=("${retry_all[@]}" "${pending[@]}")
 done
+echo "#   $ncase corruption cases, ${#SLOT_IMG[@]} images loaded in $nb boots"
 [ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$D"
