@@ -117,9 +117,6 @@ make_chroot() {
 
 refresh_lists() {
 	local stamp=$CACHE/lists.stamp
-	if [ "${PCACHE_KERNEL_OFFLINE:-0}" = 1 ]; then
-		use_cached_or_skip "PCACHE_KERNEL_OFFLINE=1"
-	fi
 	if [ -f "$stamp" ] && [ -n "$(find "$stamp" -mmin -$((REFRESH_HOURS * 60)) 2>/dev/null)" ]; then
 		return 0
 	fi
@@ -319,6 +316,9 @@ make_initramfs() {
 }
 
 # ---------------------------------------------------------------------------
+if [ "${PCACHE_KERNEL_OFFLINE:-0}" = 1 ]; then
+	use_cached_or_skip "PCACHE_KERNEL_OFFLINE=1 and no kernel was built before in $CACHE"
+fi
 host_deps
 make_chroot
 refresh_lists

@@ -84,8 +84,11 @@ fi
 # ---------------------------------------------------------------------------
 # The kernel, module and initramfs (cached).
 PREP_ERR=$(mktemp)
-KT_BUILD=$(bash "$KT_HERE/prepare.sh" 2>"$PREP_ERR" | tail -n 1)
-rc=${PIPESTATUS[0]}
+PREP_OUT=$(mktemp)
+bash "$KT_HERE/prepare.sh" >"$PREP_OUT" 2>"$PREP_ERR"
+rc=$?
+KT_BUILD=$(tail -n 1 "$PREP_OUT")
+rm -f "$PREP_OUT"
 sed 's/^\([^#]\)/# \1/' "$PREP_ERR"
 if [ "$rc" -eq 3 ]; then
 	reason=$(sed -n 's/^SKIP: //p' "$PREP_ERR" | tail -n 1)
