@@ -93,17 +93,41 @@ static bool ambiguous_seqs(uint8_t a, uint8_t b)
 int chk_replicas(struct chk *k, const uint64_t off[PCM_REPLICAS], size_t size,
 		 const struct rep_codes *codes, const char *what, uint8_t raw[PCM_REPLICAS][24])
 {
-	const uint8_t *rec[PCM_REPLICAS] = { raw[0], raw[1] };
-	bool valid[PCM_REPLICAS];
-	char where[64];
-	int pick;
-
 	for (int i = 0; i < PCM_REPLICAS; i++) {
 		int rc = pcm_dev_read(k->dev, off[i], raw[i], size);
 
 		if (rc)
 			return rc;
 	}
+	return chk_replicas_judge(k, off, size, codes, what, raw);
+}
+
+int chk_replicas_quiet(size_t size, uint8_t raw[PCM_REPLICAS][24])
+{
+	const uint8_t *rec[PCM_REPLICAS] = { raw[0], raw[1] };
+	bool valid[PCM_REPLICAS];
+	int pick = pcm_replica_pick(rec, size, valid);
+
+	if (pick < 0)
+		return -1;
+	for (int i = 0; i < PCM_REPLICAS; i++)
+		if (!valid[i] && !chk_all_zero(raw[i], size))
+			return -1;
+	if (valid[0] && valid[1] && ambiguous_seqs(raw[0][4], raw[1][4]) &&
+	    memcmp(raw[0] + 8, raw[1] + 8, size - 8))
+		return -1;
+	return pick;
+}
+
+int chk_replicas_judge(struct chk *k, const uint64_t off[PCM_REPLICAS], size_t size,
+		       const struct rep_codes *codes, const char *what,
+		       uint8_t raw[PCM_REPLICAS][24])
+{
+	const uint8_t *rec[PCM_REPLICAS] = { raw[0], raw[1] };
+	bool valid[PCM_REPLICAS];
+	char where[64];
+	int pick;
+
 	pick = pcm_replica_pick(rec, size, valid);
 	if (pick < 0) {
 		chk_report(k, codes->both_bad, off[0], what, "replica 0 %s, replica 1 %s",

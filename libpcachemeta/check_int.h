@@ -26,6 +26,13 @@ struct rep_codes {
 };
 int chk_replicas(struct chk *k, const uint64_t off[PCM_REPLICAS], size_t size,
 		 const struct rep_codes *codes, const char *what, uint8_t raw[PCM_REPLICAS][24]);
+/* The same verdict on replicas already read into raw. */
+int chk_replicas_judge(struct chk *k, const uint64_t off[PCM_REPLICAS], size_t size,
+		       const struct rep_codes *codes, const char *what,
+		       uint8_t raw[PCM_REPLICAS][24]);
+/* The pick when chk_replicas_judge would report nothing, else -1 (then judge them:
+ * lets callers build their `what` text only when there is something to say). */
+int chk_replicas_quiet(size_t size, uint8_t raw[PCM_REPLICAS][24]);
 bool chk_all_zero(const uint8_t *p, size_t n);
 
 int chk_meta(struct chk *k);       /* superblock, cache_info, chain, tails */

@@ -110,59 +110,98 @@ static const struct { uint32_t from, to; } dev_unused[] = {
 	{ PCM_CACHE_CTRL_OFF + 4 * PCM_POS_SIZE, PCM_META_END },
 };
 
-static int chk_unused(struct chk *k, uint64_t base, uint32_t from, uint32_t to, const char *what)
+/* Index of the first non-zero byte of p[0, n), or n: a word at a time, as most of
+ * these bytes are zero and a check visits every segment's. */
+static uint32_t first_nonzero(const uint8_t *p, uint32_t n)
 {
-	uint8_t buf[4096];
-	char where[64];
+	uint32_t i = 0;
 
-	for (uint32_t o = from; o < to;) {
-		uint32_t n = to - o < sizeof(buf) ? to - o : (uint32_t)sizeof(buf);
-		int rc = pcm_dev_read(k->dev, base + o, buf, n);
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
 
-		if (rc)
-			return rc;
-		for (uint32_t i = 0; i < n; i++) {
-			if (!buf[i])
-				continue;
-			snprintf(where, sizeof(where), "%s", what);
-			chk_report(k, PCM_P_META_NONZERO, base + o + i, where,
-				   "byte 0x%02x at offset %u of [%u, %u)", buf[i], o + i, from, to);
-			return 0;
-		}
-		o += n;
+		memcpy(&w, p + i, 8);
+		if (w)
+			break;
 	}
-	return 0;
+	for (; i < n; i++)
+		if (p[i])
+			break;
+	return i;
 }
 
+/* A problem in the unused bytes b[from, to) of a buffer read from base: reported once. */
+static void chk_unused_buf(struct chk *k, uint64_t base, const uint8_t *b, uint32_t from,
+			   uint32_t to, const char *what)
+{
+	uint32_t i = from + first_nonzero(b + from, to - from);
+
+	if (i < to)
+		chk_report(k, PCM_P_META_NONZERO, base + i, what,
+			   "byte 0x%02x at offset %u of [%u, %u)", b[i], i, from, to);
+}
+
+static int chk_unused(struct chk *k, uint64_t base, uint32_t from, uint32_t to, const char *what)
+{
+	uint8_t buf[PCM_META_END];
+	int rc;
+
+	if (to > sizeof(buf))
+		return -EINVAL;
+	rc = pcm_dev_read(k->dev, base + from, buf + from, to - from);
+	if (!rc)
+		chk_unused_buf(k, base, buf, from, to, what);
+	return rc;
+}
+
+/* One replicated record of a segment header already read into hdr. */
+static int seg_replicas(struct chk *k, const uint8_t *hdr, uint64_t base, const uint32_t rel[2],
+			size_t size, const struct rep_codes *codes, uint32_t i, uint32_t d,
+			const char *part, uint8_t raw[2][24])
+{
+	const uint64_t off[2] = { base + rel[0], base + rel[1] };
+	char what[64];
+	int pick;
+
+	memcpy(raw[0], hdr + rel[0], size);
+	memcpy(raw[1], hdr + rel[1], size);
+	pick = chk_replicas_quiet(size, raw);
+	if (pick >= 0)
+		return pick;
+	snprintf(what, sizeof(what), "segment %u (device segment %u) %s", i, d, part);
+	return chk_replicas_judge(k, off, size, codes, what, raw);
+}
+
+/* One segment's header [0, DATA_OFF), read at once: info, gen, unused bytes. */
 static int chk_segment(struct chk *k, uint32_t i, uint32_t d, struct pcm_seg_info *si)
 {
+	static const uint32_t irel[2] = { 0, PCM_SEG_INFO_SLOT };
+	static const uint32_t grel[2] = { PCM_SEG_CTRL_OFF, PCM_SEG_CTRL_OFF + PCM_SEG_GEN_SIZE };
 	uint64_t base = pcm_seg_base(d);
-	const uint64_t ioff[2] = { base, base + PCM_SEG_INFO_SLOT };
-	const uint64_t goff[2] = { base + PCM_SEG_CTRL_OFF,
-				   base + PCM_SEG_CTRL_OFF + PCM_SEG_GEN_SIZE };
-	uint8_t raw[2][24];
+	uint8_t hdr[PCM_DATA_OFF], raw[2][24];
 	char what[64];
-	int pick, rc = 0;
+	int pick, rc = pcm_dev_read(k->dev, base, hdr, sizeof(hdr));
 
-	snprintf(what, sizeof(what), "segment %u (device segment %u) info", i, d);
-	pick = chk_replicas(k, ioff, PCM_SEG_INFO_SIZE, &si_codes, what, raw);
-	if (pick < -1)
-		return pick;
+	if (rc)
+		return rc;
+	pick = seg_replicas(k, hdr, base, irel, PCM_SEG_INFO_SIZE, &si_codes, i, d, "info", raw);
 	if (pick < 0) {
 		k->stop = true;
 		return 0;
 	}
 	pcm_seg_info_decode(raw[pick], si);
-	if (((si->flags & PCM_SEGI_TYPE_MASK) >> PCM_SEGI_TYPE_SHIFT) != PCM_SEGI_TYPE_DATA)
-		chk_report(k, PCM_P_SEG_TYPE, ioff[pick], what, "flags 0x%x", si->flags);
-	snprintf(what, sizeof(what), "segment %u (device segment %u) gen", i, d);
-	pick = chk_replicas(k, goff, PCM_SEG_GEN_SIZE, &gen_codes, what, raw);
-	if (pick < -1)
-		return pick;
-	snprintf(what, sizeof(what), "segment %u (device segment %u) metadata", i, d);
-	for (size_t u = 0; !rc && u < sizeof(seg_unused) / sizeof(seg_unused[0]); u++)
-		rc = chk_unused(k, base, seg_unused[u].from, seg_unused[u].to, what);
-	return rc;
+	if (((si->flags & PCM_SEGI_TYPE_MASK) >> PCM_SEGI_TYPE_SHIFT) != PCM_SEGI_TYPE_DATA) {
+		snprintf(what, sizeof(what), "segment %u (device segment %u) info", i, d);
+		chk_report(k, PCM_P_SEG_TYPE, base + irel[pick], what, "flags 0x%x", si->flags);
+	}
+	seg_replicas(k, hdr, base, grel, PCM_SEG_GEN_SIZE, &gen_codes, i, d, "gen", raw);
+	for (size_t u = 0; u < sizeof(seg_unused) / sizeof(seg_unused[0]); u++) {
+		if (first_nonzero(hdr + seg_unused[u].from, seg_unused[u].to - seg_unused[u].from) ==
+		    seg_unused[u].to - seg_unused[u].from)
+			continue;
+		snprintf(what, sizeof(what), "segment %u (device segment %u) metadata", i, d);
+		chk_unused_buf(k, base, hdr, seg_unused[u].from, seg_unused[u].to, what);
+	}
+	return 0;
 }
 
 /* The static chain, in the kernel's order of checks (FORMAT.md 4, 5.5 step 8). */

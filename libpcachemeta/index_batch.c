@@ -19,8 +19,7 @@ struct bitem {
 	uint32_t seq;        /* position in the batch: later wins */
 };
 
-/* Stable LSD radix sort on off, 16 bits per pass, passes with one bucket skipped. */
-static int radix_sort(struct bitem *v, size_t n)
+static int radix_sort_big(struct bitem *v, size_t n)
 {
 	struct bitem *tmp = malloc(n * sizeof(*tmp));
 	size_t *count = malloc(65536 * sizeof(*count));
@@ -47,6 +46,29 @@ static int radix_sort(struct bitem *v, size_t n)
 	free(tmp);
 	free(count);
 	return rc;
+}
+
+static int bitem_cmp(const void *a, const void *b)
+{
+	const struct bitem *x = a, *y = b;
+
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Below this many keys a comparison sort beats four passes over 64 Ki buckets. */
+#define RADIX_MIN 8192u
+
+/* Stable LSD radix sort on off, 16 bits per pass, passes with one bucket skipped.
+ * Small batches use qsort on (off, seq): seq is unique, so that order is stable too. */
+static int radix_sort(struct bitem *v, size_t n)
+{
+	if (n < RADIX_MIN) {
+		qsort(v, n, sizeof(*v), bitem_cmp);
+		return 0;
+	}
+	return radix_sort_big(v, n);
 }
 
 /* Max-heap of active keys by seq. */

@@ -11,19 +11,22 @@
 #   - all:   both, plus the SPDX header check, two -Werror builds (clang, gcc), the
 #            unit tests built with clang's ASan+UBSan (results prefixed `asan:`), the
 #            crash-point harness (O/tests/crash-harness, also under ASan) and a short run of
-#            every libFuzzer target (FUZZ_SECONDS each, default 25; 0 skips; needs clang-14).
+#            every libFuzzer target (FUZZ_SECONDS each, default 25; 0 skips; needs clang-14),
+#            and, when PCACHE_KERNEL_TESTS=1 (.ci/run sets it), the kernel interop suite
+#            (tests/kernel/run.sh: the real dm-pcache in a qemu guest; results `kernel:`);
+#   - kernel: the kernel interop suite alone.
 # Prints every suite's output and ends with one line `N passed, N failed`
 # (`, N skipped` when tests were skipped); exits 1 when anything failed.
 set -u
 
 usage() {
-	echo "usage: tests/run-tests.sh BUILD_DIR [unit|bats|all]" >&2
+	echo "usage: tests/run-tests.sh BUILD_DIR [unit|bats|kernel|all]" >&2
 	exit 2
 }
 
 [ $# -ge 1 ] || usage
 MODE=${2:-all}
-case "$MODE" in unit | bats | all) ;; *) usage ;; esac
+case "$MODE" in unit | bats | kernel | all) ;; *) usage ;; esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
@@ -45,6 +48,7 @@ BATS_TIMEOUT=${BATS_TIMEOUT:-1200}
 ASAN_TIMEOUT=${ASAN_TIMEOUT:-1800}
 CRASH_TIMEOUT=${CRASH_TIMEOUT:-900}
 FUZZ_SECONDS=${FUZZ_SECONDS:-25}
+KERNEL_TIMEOUT=${KERNEL_TIMEOUT:-3600}
 
 passed=0
 failed=0
@@ -317,6 +321,30 @@ run_fuzz() {
 	fi
 }
 
+# run_kernel: the kernel interop suite (tests/kernel/run.sh).  A known discrepancy
+# (`not ok - ... # TODO known: ...`) and the SKIPPED banner (no usable kernel in the
+# registry) count as skipped; anything else that is not ok is a failure.
+run_kernel() {
+	local out="$LOG/kernel.out" rc todo
+	section "kernel interop (dm-pcache in qemu)"
+	timeout -k 30 "$KERNEL_TIMEOUT" bash tests/kernel/run.sh "$O" >"$out" 2>&1 </dev/null
+	rc=$?
+	cat "$out"
+	todo=$(grep -c -i -E '^not ok .*# TODO' "$out")
+	grep -v -i -E '^not ok .*# TODO' "$out" >"$LOG/kernel.tap"
+	count_tap "kernel: " "$LOG/kernel.tap"
+	skipped=$((skipped + todo))
+	if grep -q 'KERNEL INTEROP SUITE SKIPPED' "$out"; then
+		echo "ok - kernel interop # SKIP $(sed -n 's/^#  reason: //p' "$out" | head -n 1)"
+		skipped=$((skipped + 1))
+	fi
+	if [ "$rc" -ne 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "kernel: tests/kernel/run.sh $(describe_status "$rc") without a 'not ok' line"
+	elif [ "$rc" -eq 0 ] && [ "$tap_ok" -eq 0 ] && ! grep -q 'KERNEL INTEROP SUITE SKIPPED' "$out"; then
+		record_fail "kernel: tests/kernel/run.sh ran no test"
+	fi
+}
+
 if [ ! -x "$PCACHE" ]; then
 	section "build"
 	record_fail "build: $PCACHE does not exist (run 'make O=$O' first)"
@@ -330,6 +358,9 @@ unit)
 	;;
 bats)
 	run_bats
+	;;
+kernel)
+	run_kernel
 	;;
 all)
 	run_spdx
@@ -346,6 +377,11 @@ all)
 	fi
 	run_crash "" "$O"
 	run_fuzz
+	if [ "${PCACHE_KERNEL_TESTS:-0}" = 1 ]; then
+		run_kernel
+	else
+		echo "# kernel interop suite not run (PCACHE_KERNEL_TESTS=1 runs it; .ci/run sets it)"
+	fi
 	;;
 esac
 

@@ -31,18 +31,19 @@ struct undo {
 	uint8_t *old;
 };
 
+/* One memfd per (size, base): inputs switch bases freely, and switching must not
+ * rewrite (and fault in again) a whole image. */
 struct size_state {
 	uint64_t size;
-	int fd;
-	char path[64];
-	struct pcm_dev *dev[2];        /* mapped, NOMAP */
-	int cur_base;                  /* base loaded in fd, -1 none */
+	int fd[NBASES];
+	char path[NBASES][64];
+	struct pcm_dev *dev[NBASES][2];    /* mapped, NOMAP */
 	struct base_img bases[NBASES];
 };
 
 static struct size_state sizes[2] = {
-	{ .size = FZ_SIZE_SMALL, .fd = -1, .cur_base = -1 },
-	{ .size = FZ_SIZE_FIXTURE, .fd = -1, .cur_base = -1 },
+	{ .size = FZ_SIZE_SMALL, .fd = { -1, -1, -1, -1 } },
+	{ .size = FZ_SIZE_FIXTURE, .fd = { -1, -1, -1, -1 } },
 };
 
 static struct undo *undo;
@@ -219,19 +220,22 @@ static void build_base(struct size_state *s, unsigned base)
 	close(fd);
 }
 
-static void load_base(struct size_state *s, unsigned base)
+/* The memfd holding base of size s, written once. */
+static int load_base(struct size_state *s, unsigned base)
 {
 	struct base_img *b = &s->bases[base];
 
-	if (s->cur_base == (int)base)
-		return;
+	if (s->fd[base] >= 0)
+		return s->fd[base];
 	if (!b->built)
 		build_base(s, base);
-	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)s->size))
-		die("punch hole", errno);
+	s->fd[base] = new_memfd(s->size);
+	snprintf(s->path[base], sizeof(s->path[base]), "/proc/self/fd/%d", s->fd[base]);
 	for (size_t i = 0; i < b->n; i++)
-		xpwrite(s->fd, b->pages[i].data, PAGE, b->pages[i].off);
-	s->cur_base = (int)base;
+		xpwrite(s->fd[base], b->pages[i].data, PAGE, b->pages[i].off);
+	free(b->pages);
+	b->pages = NULL;
+	return s->fd[base];
 }
 
 /* ---- patches ---- */
@@ -290,6 +294,16 @@ static void reseal_rec(int fd, const struct patch *p, size_t np, uint64_t off, s
 	}
 }
 
+/* A plain load, not memcmp: libFuzzer's memcmp hook would cost more than the scan. */
+static uint64_t le64_at(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
 /* Kset headers (8-aligned in the data area) in or just before a patched data range. */
 static void reseal_ksets(int fd, const struct patch *p)
 {
@@ -311,7 +325,7 @@ static void reseal_ksets(int fd, const struct patch *p)
 		uint64_t o = k * 8, size;
 		struct pcm_kset_hdr h;
 
-		if (o + PCM_KSET_HDR_SIZE > end - lo)
+		if (o + PCM_KSET_HDR_SIZE > end - lo || le64_at(buf + o + 8) != PCM_KSET_MAGIC)
 			continue;
 		pcm_kset_hdr_decode(buf + o, &h);
 		if (h.magic != PCM_KSET_MAGIC ||
@@ -327,7 +341,7 @@ static void reseal_ksets(int fd, const struct patch *p)
 	}
 }
 
-static void reseal(struct size_state *s, uint32_t nsegs, const struct patch *p, size_t np)
+static void reseal(int fd, uint32_t nsegs, const struct patch *p, size_t np)
 {
 	static const uint64_t fixed[][2] = {
 		{ PCM_SB_OFF, PCM_SB_SIZE },
@@ -340,7 +354,7 @@ static void reseal(struct size_state *s, uint32_t nsegs, const struct patch *p, 
 	};
 
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		reseal_rec(s->fd, p, np, fixed[i][0], fixed[i][1]);
+		reseal_rec(fd, p, np, fixed[i][0], fixed[i][1]);
 	for (uint32_t d = 0; d < nsegs; d++) {
 		uint64_t b = pcm_seg_base(d);
 		bool touched = false;
@@ -349,36 +363,36 @@ static void reseal(struct size_state *s, uint32_t nsegs, const struct patch *p, 
 			touched = p[i].off < b + PCM_DATA_OFF && p[i].off + p[i].len > b;
 		if (!touched)
 			continue;
-		reseal_rec(s->fd, p, np, b, PCM_SEG_INFO_SIZE);
-		reseal_rec(s->fd, p, np, b + PCM_SEG_INFO_SLOT, PCM_SEG_INFO_SIZE);
-		reseal_rec(s->fd, p, np, b + PCM_SEG_CTRL_OFF, PCM_SEG_GEN_SIZE);
-		reseal_rec(s->fd, p, np, b + PCM_SEG_CTRL_OFF + PCM_SEG_GEN_SIZE,
+		reseal_rec(fd, p, np, b, PCM_SEG_INFO_SIZE);
+		reseal_rec(fd, p, np, b + PCM_SEG_INFO_SLOT, PCM_SEG_INFO_SIZE);
+		reseal_rec(fd, p, np, b + PCM_SEG_CTRL_OFF, PCM_SEG_GEN_SIZE);
+		reseal_rec(fd, p, np, b + PCM_SEG_CTRL_OFF + PCM_SEG_GEN_SIZE,
 			   PCM_SEG_GEN_SIZE);
 	}
 	for (size_t i = 0; i < np; i++)
 		if (p[i].data_hi > p[i].data_lo)
-			reseal_ksets(s->fd, &p[i]);
+			reseal_ksets(fd, &p[i]);
 }
 
 /* PCACHE_FUZZ_SAVE=FILE: the image an input describes, as a sparse file, for the CLI. */
-static void save_image(const struct size_state *s, const char *path)
+static void save_image(int fd, uint64_t size, const char *path)
 {
 	int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	static uint8_t buf[1 << 16];
 	off_t pos = 0;
 
-	if (out < 0 || ftruncate(out, (off_t)s->size))
+	if (out < 0 || ftruncate(out, (off_t)size))
 		die(path, errno);
 	for (;;) {
-		off_t d = lseek(s->fd, pos, SEEK_DATA), h;
+		off_t d = lseek(fd, pos, SEEK_DATA), h;
 
 		if (d < 0)
 			break;
-		h = lseek(s->fd, d, SEEK_HOLE);
+		h = lseek(fd, d, SEEK_HOLE);
 		for (off_t p = d; p < h; p += (off_t)sizeof(buf)) {
 			size_t n = (size_t)(h - p) < sizeof(buf) ? (size_t)(h - p) : sizeof(buf);
 
-			xpread(s->fd, buf, n, (uint64_t)p);
+			xpread(fd, buf, n, (uint64_t)p);
 			if (pwrite(out, buf, n, p) != (ssize_t)n)
 				die(path, errno);
 		}
@@ -394,6 +408,8 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 	size_t np = 0, at = 2;
 	struct size_state *s;
 	uint32_t nsegs;
+	unsigned nodev;
+	int fd;
 
 	memset(img, 0, sizeof(*img));
 	if (size < 2)
@@ -402,13 +418,10 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 	img->opts = data[1];
 	img->base = (data[0] >> 1) & 3;
 	s = &sizes[data[0] & 1];
-	if (s->fd < 0) {
-		s->fd = new_memfd(s->size);
-		snprintf(s->path, sizeof(s->path), "/proc/self/fd/%d", s->fd);
-	}
-	load_base(s, img->base);
+	fd = load_base(s, img->base);
+	nodev = (data[0] >> 3) & 1;
 	nsegs = (uint32_t)((s->size - PCM_SEGMENTS_OFF) / PCM_SEG_SIZE);
-	undo_fd = s->fd;
+	undo_fd = fd;
 	while (at + 6 <= size) {
 		unsigned region = data[at] % (2 * nsegs + 1);
 		uint64_t off = data[at + 1] | (uint64_t)data[at + 2] << 8 | (uint64_t)data[at + 3] << 16;
@@ -451,17 +464,17 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 			p->data_lo = p->off > area ? p->off : area;
 			p->data_hi = p->off + len;
 		}
-		put(s->fd, p->off, data + at, len);
+		put(fd, p->off, data + at, len);
 		at += len;
 	}
 	if (data[0] & 0x10)
-		reseal(s, nsegs, patches, np);
-	if (!s->dev[(data[0] >> 3) & 1])
-		must(pcm_dev_open(s->path, PCM_DEV_RDONLY | ((data[0] & 8) ? PCM_DEV_NOMAP : 0),
-				  &s->dev[(data[0] >> 3) & 1]), "open image");
+		reseal(fd, nsegs, patches, np);
+	if (!s->dev[img->base][nodev])
+		must(pcm_dev_open(s->path[img->base], PCM_DEV_RDONLY | (nodev ? PCM_DEV_NOMAP : 0),
+				  &s->dev[img->base][nodev]), "open image");
 	if (getenv("PCACHE_FUZZ_SAVE"))
-		save_image(s, getenv("PCACHE_FUZZ_SAVE"));
-	img->dev = s->dev[(data[0] >> 3) & 1];
+		save_image(fd, s->size, getenv("PCACHE_FUZZ_SAVE"));
+	img->dev = s->dev[img->base][nodev];
 	if ((data[1] & FZ_OPT_BADBLOCKS) && np) {
 		char bb[96];
 
@@ -471,12 +484,12 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 			 (unsigned long long)patches[np > 1].off,
 			 (unsigned long long)patches[np > 1].len);
 		setenv("PCACHE_TEST_BADBLOCKS", bb, 1);
-		must(pcm_dev_open(s->path, PCM_DEV_RDONLY | ((data[0] & 8) ? PCM_DEV_NOMAP : 0),
+		must(pcm_dev_open(s->path[img->base], PCM_DEV_RDONLY | (nodev ? PCM_DEV_NOMAP : 0),
 				  &img->dev), "open image");
 		unsetenv("PCACHE_TEST_BADBLOCKS");
 		img->own_dev = true;
 	}
-	img->path = s->path;
+	img->path = s->path[img->base];
 	img->size = s->size;
 	img->nsegs = nsegs;
 	return 0;
