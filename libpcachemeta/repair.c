@@ -124,35 +124,50 @@ static int recheck(struct rplan *r, struct pcm_check_result *res)
 	return pcm_check_run(r->ov, &co, res);
 }
 
-static int plan_passes(struct rplan *r)
+static uint64_t ov_nwrites(struct rplan *r)
 {
-	struct pcm_check_result res;
+	uint64_t n = 0;
+
+	pcm_dev_overlay_writes(r->ov, &n);
+	return n;
+}
+
+/* Check, fix, check again.  Sets *fresh when nothing was written to the overlay after
+ * the last check, so that its result can stand as the plan's after-check. */
+static int plan_passes(struct rplan *r, struct pcm_check_result *last, bool *fresh)
+{
+	uint64_t seen = 0;
 	int rc = 0, n;
 
 	for (int pass = 0; pass < MAX_PASSES; pass++) {
-		rc = recheck(r, &res);
+		rc = recheck(r, last);
 		if (rc)
 			return rc;
+		seen = ov_nwrites(r);
 		if (pass == 0) {
-			r->plan->before = res;
+			r->plan->before = *last;
 			for (uint64_t i = 0; r->o->report && i < r->nprobs; i++)
 				r->o->report(&r->probs[i], r->o->arg);
 		}
-		if (!res.problems || res.not_pcache)
+		if (!last->problems || last->not_pcache)
 			break;
 		n = fix_meta(r);
 		if (n == 0)
 			n = fix_log(r);
-		if (n <= 0)
-			return n;
+		if (n <= 0) {
+			rc = n;
+			break;
+		}
 	}
-	return 0;
+	*fresh = !rc && ov_nwrites(r) == seen;
+	return rc;
 }
 
 int pcm_repair_plan(struct pcm_dev *dev, const struct pcm_repair_opts *o,
 		    struct pcm_repair_plan **out)
 {
 	struct rplan r = { .o = o };
+	bool fresh = false;
 	int rc;
 
 	r.plan = calloc(1, sizeof(*r.plan));
@@ -161,8 +176,8 @@ int pcm_repair_plan(struct pcm_dev *dev, const struct pcm_repair_opts *o,
 	rc = pcm_dev_overlay(dev, &r.plan->ov);
 	r.ov = r.plan->ov;
 	if (!rc)
-		rc = plan_passes(&r);
-	if (!rc)
+		rc = plan_passes(&r, &r.plan->after, &fresh);
+	if (!rc && !fresh)
 		rc = recheck(&r, &r.plan->after);
 	free(r.probs);
 	free(r.seen);

@@ -192,6 +192,8 @@ int pce_bk_writev(struct pce_backing *b, const struct iovec *iov, int n, uint64_
 
 int pce_bk_sync(struct pce_backing *b)
 {
+	if (b->sfn)
+		b->sfn(b->sarg);
 	/* also flushes the device cache behind earlier O_DIRECT writes */
 	return fdatasync(b->fd) ? -errno : 0;
 }

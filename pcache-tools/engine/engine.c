@@ -257,6 +257,12 @@ void pce_set_backing_write(struct pce *e, pce_backing_write_fn fn, void *arg)
 	e->bk.warg = arg;
 }
 
+void pce_set_backing_sync(struct pce *e, pce_backing_sync_fn fn, void *arg)
+{
+	e->bk.sfn = fn;
+	e->bk.sarg = arg;
+}
+
 int pce_make_room(struct pce *e)
 {
 	struct pce_wb_opts wo = { .verify_data = e->c->data_crc, .retry = true };

@@ -143,5 +143,9 @@ int pce_gc(struct pce *e, struct pce_gc_result *res);
 typedef long (*pce_backing_write_fn)(int fd, const struct iovec *iov, int n, uint64_t off,
 				     void *arg);
 void pce_set_backing_write(struct pce *e, pce_backing_write_fn fn, void *arg);
+/* Called before each backing sync (fdatasync), so a test can model a volatile write
+ * cache: backing writes issued before a completed sync are durable, later ones may not be. */
+typedef void (*pce_backing_sync_fn)(void *arg);
+void pce_set_backing_sync(struct pce *e, pce_backing_sync_fn fn, void *arg);
 
 #endif

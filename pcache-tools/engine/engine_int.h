@@ -30,6 +30,8 @@ struct pce_backing {
 	uint64_t size;
 	pce_backing_write_fn wfn; /* test hook, NULL normally */
 	void *warg;
+	pce_backing_sync_fn sfn;  /* test hook: called before each backing sync */
+	void *sarg;
 };
 
 struct pce_shard {

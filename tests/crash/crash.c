@@ -18,6 +18,9 @@
  * power cut); serve every write acknowledged by a FLUSH (or FUA) before the
  * crash; serve nothing else than, per sector, the last acknowledged write or
  * a later write already issued (sectors carry stamps naming their write).
+ * For the engine the backing device is checked at both ends of what a crash may
+ * leave there: every backing write issued, and only those a completed backing
+ * sync (fdatasync) covers, as after losing a volatile write cache.
  * Format must leave the old cache, one the kernel re-initialises, or an
  * empty cache; repair, cut anywhere, must be finished by the next fsck -y to
  * the same content.
@@ -57,6 +60,7 @@ enum {
 	MK_FLUSHED = 3,          /* a FLUSH returned: every write <= id acknowledged */
 	MK_FUA = 4,              /* write id returned and was FUA: acknowledged */
 	MK_BACKING = 5,          /* backing write number id issued */
+	MK_BKSYNC = 6,           /* backing sync number id issued (fdatasync) */
 };
 #define MK(kind, id) (((uint64_t)(kind) << 56) | (uint64_t)(id))
 #define MK_KIND(t) ((unsigned)((t) >> 56))
@@ -1131,12 +1135,20 @@ struct eng {
 		uint8_t *data;
 	} *bk;
 	size_t nbk, capbk;
+	struct bks {
+		size_t mark;         /* index of its MK_BKSYNC mark */
+		size_t nbk;          /* backing writes issued before it: durable once it ran */
+	} *sy;
+	size_t nsy, capsy;
 	int bk_fd;
 	unsigned torn_ends;
 	const struct rec_ev *ev;
 	size_t nev, bk_next;
 	uint64_t wb_ksets, gc_reclaimed;
-	size_t last_e;
+	/* the backing device with only its synced writes (a volatile write cache lost) */
+	uint8_t *durable;
+	size_t dur_next;
+	uint64_t lost_points;    /* crash points checked with unsynced backing writes lost */
 };
 
 static long backing_write(int fd, const struct iovec *iov, int n, uint64_t off, void *arg)
@@ -1165,6 +1177,38 @@ static long backing_write(int fd, const struct iovec *iov, int n, uint64_t off, 
 	return rc < 0 ? -errno : rc;
 }
 
+static void backing_sync(void *arg)
+{
+	struct eng *x = arg;
+	size_t mark;
+
+	pthread_mutex_lock(&x->lock);
+	if (x->nsy == x->capsy) {
+		x->capsy = x->capsy ? x->capsy * 2 : 64;
+		x->sy = xrealloc(x->sy, x->capsy * sizeof(*x->sy));
+	}
+	rec_mark(x->r, MK(MK_BKSYNC, x->nsy));
+	rec_events(x->r, &mark);
+	x->sy[x->nsy++] = (struct bks){ .mark = mark - 1, .nbk = x->nbk };
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* Applies backing writes [*next, upto) to buf (from zero again when upto went back). */
+static void backing_apply(const struct eng *x, uint8_t *buf, size_t *next, size_t upto)
+{
+	if (upto < *next) {
+		memset(buf, 0, x->range);
+		*next = 0;
+	}
+	for (; *next < upto; (*next)++) {
+		const struct bkw *b = &x->bk[*next];
+
+		if (b->off < x->range)
+			memcpy(buf + b->off, b->data,
+			       b->len < x->range - b->off ? b->len : x->range - b->off);
+	}
+}
+
 static void eng_writes(struct eng *x, struct pce *e, unsigned n, bool flush_end)
 {
 	static uint8_t buf[1 << 20];
@@ -1190,25 +1234,37 @@ static void eng_writes(struct eng *x, struct pce *e, unsigned n, bool flush_end)
 	}
 }
 
+/* The backing device at a crash before event e is anything between every write issued
+ * before e (a write-through device) and only the writes a completed sync covers (a
+ * volatile write cache lost): both ends are checked. */
 static bool check_engine(void *arg, struct pcm_dev *img, size_t e, bool torn, char *why, size_t n)
 {
 	struct eng *x = arg;
+	size_t issued = 0, synced = 0;
+	uint8_t *all = x->m.backing;
+	bool ok;
 
-	/* the backing device as it is at the crash: every backing write issued before it */
-	if (e < x->last_e) {
-		memset(x->m.backing, 0, x->range);
-		x->bk_next = 0;
-	}
-	x->last_e = e;
-	for (; x->bk_next < x->nbk && x->bk[x->bk_next].mark < e; x->bk_next++) {
-		const struct bkw *b = &x->bk[x->bk_next];
+	while (issued < x->nbk && x->bk[issued].mark < e)
+		issued++;
+	for (size_t i = 0; i < x->nsy && x->sy[i].mark < e; i++)
+		synced = x->sy[i].nbk;
+	backing_apply(x, all, &x->bk_next, issued);
+	ok = check_clean(img, x->range, torn, why, n, &x->torn_ends) &&
+	     check_content(&x->m, img, e, x->range, why, n);
+	if (!ok || synced == issued)
+		return ok;
+	backing_apply(x, x->durable, &x->dur_next, synced);
+	x->m.backing = x->durable;
+	ok = check_content(&x->m, img, e, x->range, why, n);
+	x->m.backing = all;
+	x->lost_points++;
+	if (!ok) {
+		size_t l = strlen(why);
 
-		if (b->off < x->range)
-			memcpy(x->m.backing + b->off, b->data,
-			       b->len < x->range - b->off ? b->len : x->range - b->off);
+		snprintf(why + l, n - l, " (backing: the %zu writes not yet synced lost)",
+			 issued - synced);
 	}
-	return check_clean(img, x->range, torn, why, n, &x->torn_ends) &&
-	       check_content(&x->m, img, e, x->range, why, n);
+	return ok;
 }
 
 static void run_engine(void)
@@ -1230,6 +1286,7 @@ static void run_engine(void)
 	mfd_new(&back, x.range);
 	model_init(&x.m, x.range);
 	x.m.backing = xcalloc(1, x.range);
+	x.durable = xcalloc(1, x.range);
 	mfd_clone(&work, &pre);
 	if (pce_open(work.path, back.path, &eo, &e, &err)) {
 		printf("not ok - crash: engine: cannot open: %s\n", err.msg);
@@ -1239,6 +1296,7 @@ static void run_engine(void)
 	dev = (struct pcm_dev *)pce_cache(e)->dev;
 	must(rec_attach(dev, &x.r), "record");
 	pce_set_backing_write(e, backing_write, &x);
+	pce_set_backing_sync(e, backing_sync, &x);
 	/* writes, all written back (one kset per batch, as the kernel) and reclaimed; then
 	 * writes into reused segments, written back in batches and reclaimed while more
 	 * writes come; the last ones are never flushed */
@@ -1276,9 +1334,10 @@ static void run_engine(void)
 	good = crash_points(&c, &pre, check_engine, &x, "engine");
 	if (!quiet)
 		printf("# engine: %u writes, %llu ksets written back, %llu segments reclaimed by GC, "
-		       "%zu backing writes, %llu page faults recorded\n", x.m.nw,
+		       "%zu backing writes, %zu backing syncs, %llu crash images also checked with "
+		       "the unsynced backing writes lost, %llu page faults recorded\n", x.m.nw,
 		       (unsigned long long)x.wb_ksets, (unsigned long long)x.gc_reclaimed, x.nbk,
-		       (unsigned long long)rec_faults(x.r));
+		       x.nsy, (unsigned long long)x.lost_points, (unsigned long long)rec_faults(x.r));
 	if (x.wb_ksets == 0 || x.gc_reclaimed == 0) {
 		printf("# engine: writeback or GC did nothing: the crash points do not cover them\n");
 		good = false;
@@ -1291,6 +1350,8 @@ out:
 	for (size_t i = 0; i < x.nbk; i++)
 		free(x.bk[i].data);
 	free(x.bk);
+	free(x.sy);
+	free(x.durable);
 	model_free(&x.m);
 	mfd_close(&pre);
 	mfd_close(&work);
