@@ -549,6 +549,26 @@ static int fix_one(struct rplan *r, const struct pcm_problem *p)
 }
 
 /*
+ * Fixes that change nothing a later check of another record decides on: a replica
+ * rewritten from the one the kernel already picks, zeroed unused bytes, a segment's
+ * type or gen (gens only judge that segment's keys).  They are all applied in one
+ * pass: a cache with damage in thousands of segments must not need a pass for each.
+ */
+static bool fix_is_local(enum pcm_problem_code c)
+{
+	switch (c) {
+	case PCM_P_CI_REPLICA_BAD: case PCM_P_CI_SEQ_AMBIGUOUS:
+	case PCM_P_TAIL_REPLICA_BAD: case PCM_P_TAIL_SEQ_AMBIGUOUS:
+	case PCM_P_SEGINFO_REPLICA_BAD: case PCM_P_SEGINFO_SEQ_AMBIGUOUS:
+	case PCM_P_GEN_REPLICA_BAD: case PCM_P_GEN_SEQ_AMBIGUOUS:
+	case PCM_P_META_NONZERO: case PCM_P_SEG_TYPE: case PCM_P_GEN_BOTH_BAD:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
  * One pass over the metadata problems.  A fix that changes what later checks
  * see (superblock, cache_info, chain, tails) ends the pass, so the next fix
  * is decided on a fresh check.
@@ -564,8 +584,7 @@ int fix_meta(struct rplan *r)
 		if (rc < 0)
 			return rc;
 		n += rc;
-		if (rc && c != PCM_P_META_NONZERO && c != PCM_P_SEG_TYPE &&
-		    c != PCM_P_SEGINFO_REPLICA_BAD && c != PCM_P_GEN_REPLICA_BAD)
+		if (rc && !fix_is_local(c))
 			break;
 	}
 	return n;

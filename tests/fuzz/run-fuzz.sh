@@ -16,7 +16,9 @@
 #             timeout-*, oom-*, leak-* inputs, with the log in TARGET.log
 # Environment: FUZZ_JOBS (targets run at once, default 1), FUZZ_TIMEOUT (seconds per
 # input before it counts as a hang, default 10), FUZZ_RSS_MB (default 2048),
-# FUZZ_ARGS (more libFuzzer options).
+# FUZZ_ARGS (more libFuzzer options), FUZZ_LEDGER (a file: each run appends one line
+# `date commit target executions seconds result`, tests/fuzz/ledger.txt keeps the
+# project's long runs).
 # Exits 1 when a target found something or a kept reproducer still fails.
 set -u
 
@@ -74,18 +76,26 @@ regress() {
 
 # run TARGET: one timed fuzzing session; prints its TAP line.
 run() {
-	local t=$1 corpus=$FZ/corpus/$1 art=$FINDINGS/$1 log rc execs eps rss n
+	local t=$1 corpus=$FZ/corpus/$1 art=$FINDINGS/$1 log rc execs eps rss n t0 t1
 	mkdir -p "$corpus" "$art"
 	log=$art/$t.log
+	t0=$(date +%s)
 	timeout -k 10 $((SECS + TIMEOUT * 3 + 60)) "$FZ/$t" -max_total_time="$SECS" \
 		-timeout="$TIMEOUT" -rss_limit_mb="$RSS" -print_final_stats=1 -close_fd_mask=3 \
 		-dict="$ROOT/tests/fuzz/pcache.dict" -artifact_prefix="$art/" ${FUZZ_ARGS:-} \
 		"$corpus" "$FZ/seeds" >"$log" 2>&1
 	rc=$?
+	t1=$(date +%s)
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
 	rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)
 	n=$(find "$corpus" -type f | wc -l)
+	if [ -n "${FUZZ_LEDGER:-}" ]; then
+		printf '%s %s %s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
+			"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$t" \
+			"${execs:-0}" "$((t1 - t0))" "$([ $rc -eq 0 ] && echo clean || echo "exit-$rc")" \
+			>>"$FUZZ_LEDGER"
+	fi
 	if [ $rc -eq 0 ]; then
 		echo "ok - fuzz: $t: ${execs:-?} executions, ${eps:-?} exec/s, corpus $n, rss ${rss:-?} MiB"
 	else
