@@ -9,7 +9,8 @@
  *           (FZ_BASE_*), bit 3 open without mapping (pread), bit 4 reseal:
  *           after patching, every non-zero replicated record and every kset
  *           header found in a patched window gets a valid CRC again, so that
- *           mutations reach the checks behind the CRCs.
+ *           mutations reach the checks behind the CRCs.  Bits 5-6 (fuzz_dump):
+ *           `--what` none, "sb,cache-info,cache-ctrl", "ksets,keys", "segments,keys".
  *   byte 1  options for the target (FZ_OPT_*).
  *   then patch records: u8 region, u24 offset, u16 length, length bytes.
  *           region % (2 * nsegs + 1): 0 the metadata area [0, 20480);
@@ -36,6 +37,8 @@ enum {
 	FZ_BASE_LOG = 2,         /* formatted, then a log with LAST hops (appender) */
 	FZ_BASE_LOG_WB = 3,      /* FZ_BASE_LOG without data_crc, dirty_tail moved on */
 };
+
+#define FZ_IMG_WHAT 0x60       /* byte 0: fuzz_dump's --what subset */
 
 enum {
 	FZ_OPT_VERIFY = 0x01,    /* verify data CRCs */

@@ -2,7 +2,8 @@
 /*
  * Fuzz target: `pcache dump` itself (cmd_dump from cmd/dump.c, linked in
  * with the rest of the pcache program, whose main is renamed), in JSON or
- * text, with or without --all-replicas, on the image's /proc/self/fd path.
+ * text, with or without --all-replicas, all structures or a --what subset (byte 0
+ * bits 5-6), on the image's /proc/self/fd path.
  * Its output goes to /dev/null; the JSON objects are still built, streamed
  * and freed.
  */
@@ -28,7 +29,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_image img;
-	char *args[8];
+	char *args[10];
 	int n = 0, rc;
 
 	if (fz_image_load(data, size, &img))
@@ -42,6 +43,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		args[n++] = (char *)"--all-replicas";
 	if ((img.opts & FZ_OPT_TEXT) && (img.opts & FZ_OPT_VERIFY))
 		args[n++] = (char *)"-v";
+	if (img.image & FZ_IMG_WHAT) {
+		static const char *const what[] = { NULL, "sb,cache-info,cache-ctrl", "ksets,keys",
+						    "segments,keys" };
+
+		args[n++] = (char *)"--what";
+		args[n++] = (char *)what[(img.image & FZ_IMG_WHAT) >> 5];
+	}
 	args[n++] = (char *)img.path;
 	args[n] = NULL;
 	memset(&cli, 0, sizeof(cli));
