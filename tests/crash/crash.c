@@ -1222,7 +1222,7 @@ static void backing_apply(const struct eng *x, uint8_t *buf, size_t *next, size_
 
 static void eng_writes(struct eng *x, struct pce *e, unsigned n, bool flush_end)
 {
-	static uint8_t buf[1 << 20];
+	static uint8_t buf[4096 * SECT];   /* the largest write: 4095 sectors */
 	unsigned since = 0, every = 1 + (unsigned)rnd_below(6);
 
 	for (unsigned i = 0; i < n; i++) {
