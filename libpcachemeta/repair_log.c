@@ -335,9 +335,20 @@ static const enum pcm_problem_code log_codes[] = {
 	PCM_P_KEY_STALE, PCM_P_KEY_FLAGS, PCM_P_KEY_ALIAS,
 };
 
-/* fsck -p rebuilds a log only when every log problem found is in its safe set. */
+/* fsck -p rebuilds a log only when every log problem found is in its safe set; no
+ * mode touches the log while the chain is broken (fsck -p leaves a duplicated chain
+ * alone): a cache segment that aliases another's device segment would have that
+ * segment's data overwritten by whatever the log fix writes. */
 static bool log_fix_allowed(const struct rplan *r)
 {
+	for (uint64_t i = 0; i < r->nprobs; i++)
+		switch (r->probs[i].code) {
+		case PCM_P_CHAIN_NO_NEXT: case PCM_P_CHAIN_RANGE: case PCM_P_CHAIN_DUPLICATE:
+		case PCM_P_SEGINFO_BOTH_BAD:
+			return false;
+		default:
+			break;
+		}
 	if (r->o->mode != PCM_REPAIR_SAFE)
 		return true;
 	for (uint64_t i = 0; i < r->nprobs; i++)
