@@ -188,7 +188,7 @@ fuzz-build: $(FUZZ_BIN)
 fuzz: fuzz-build
 	@bash tests/fuzz/run-fuzz.sh $(O) $(FUZZ_SECONDS)
 
-$(FZ)/obj/%.o: %.c
+$(FZ)/obj/%.o: %.c tests/fuzz/coverage-ignore.txt tests/fuzz/sanitize-ignore.txt
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_EXTRA) -MMD -MP -c $< -o $@
 

@@ -521,11 +521,21 @@ int pcm_dev_crc(struct pcm_dev *dev, uint64_t off, uint64_t len, uint32_t seed, 
 	}
 	while (len) {
 		size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
-		int rc = pcm_dev_read(dev, off, buf, n);
+		uint64_t clean = dev->ov ? ov_clean_len(dev->ov, off, len) : 0;
+		int rc;
 
+		if (clean) {   /* an overlay's unwritten part: the base's own (mapped) path */
+			rc = pcm_dev_crc(dev->ov_base, off, clean, seed, &seed);
+			n = (size_t)clean;
+		} else {
+			if (dev->ov)   /* up to the end of this overlay page */
+				n = n < OV_PAGE - off % OV_PAGE ? n : OV_PAGE - off % OV_PAGE;
+			rc = pcm_dev_read(dev, off, buf, n);
+			if (!rc)
+				seed = pcm_crc32c(seed, buf, n);
+		}
 		if (rc)
 			return rc;
-		seed = pcm_crc32c(seed, buf, n);
 		off += n;
 		len -= n;
 	}

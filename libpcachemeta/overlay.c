@@ -10,7 +10,7 @@
 
 #include "overlay.h"
 
-#define PAGE 4096u
+#define PAGE OV_PAGE
 
 struct ov_page {
 	uint64_t no;     /* page number + 1; 0 empty */
@@ -107,6 +107,18 @@ static uint8_t *page_cow(struct pcm_overlay *ov, uint64_t no, int *rc)
 	p->no = no + 1;
 	ov->used++;
 	return p->data;
+}
+
+/* How many bytes from off (at most len) no overlay page covers: they read as the base. */
+uint64_t ov_clean_len(const struct pcm_overlay *ov, uint64_t off, uint64_t len)
+{
+	uint64_t n = 0;
+
+	if (!ov->used)
+		return len;
+	while (n < len && !page_get(ov, (off + n) / PAGE))
+		n += PAGE - (off + n) % PAGE;
+	return n < len ? n : len;
 }
 
 int ov_read(struct pcm_overlay *ov, uint64_t off, void *buf, size_t len)

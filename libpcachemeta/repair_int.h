@@ -19,6 +19,9 @@ struct rplan {
 	struct seen *seen;          /* problems already fixed, declined or given up */
 	uint64_t nseen, capseen;
 	struct pcm_repair_action *cur;
+	uint64_t *kgen;             /* fix_meta pass: highest key seg_gen per cseg */
+	uint32_t nkgen;
+	bool kgen_done;
 };
 
 /*

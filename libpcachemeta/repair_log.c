@@ -29,6 +29,7 @@ struct lfix {
 	/* the rebuild */
 	uint8_t *buf;
 	uint32_t len;
+	size_t cap;
 	uint64_t kept_ksets, kept_keys, dropped, dropped_dirty, salvaged_ksets, lost_corrupt;
 	struct pcm_pos map_from[2];  /* dirty_tail old -> new, if it moves */
 };
@@ -132,6 +133,28 @@ static enum pcm_problem_code key_fate(const struct lfix *f, struct pcm_key *k, u
 	return 0;
 }
 
+/*
+ * Room for need more bytes after f->len.  The buffer grows as the rebuild
+ * goes: most rebuilds keep a few ksets, and a segment's worth each time
+ * would cost more than the rebuild itself.
+ */
+static int buf_room(struct lfix *f, size_t need)
+{
+	size_t cap = f->cap ? f->cap : 16384;
+	uint8_t *b;
+
+	if ((size_t)f->len + need <= f->cap)
+		return 0;
+	while (cap < (size_t)f->len + need)
+		cap *= 2;
+	b = realloc(f->buf, cap);
+	if (!b)
+		return -ENOMEM;
+	f->buf = b;
+	f->cap = cap;
+	return 0;
+}
+
 static void put_kset(struct lfix *f, const struct pcm_key *keys, unsigned n)
 {
 	struct pcm_kset_hdr h = { .key_num = n, .magic = PCM_KSET_MAGIC };
@@ -159,7 +182,7 @@ static void put_end(struct lfix *f, bool last, uint32_t next)
 }
 
 /* Keeps the keys of the current kset that survive, counting the others as lost. */
-static void rebuild_kset(struct lfix *f, const struct pcm_walk *w, uint64_t *ord, bool dirty)
+static int rebuild_kset(struct lfix *f, const struct pcm_walk *w, uint64_t *ord, bool dirty)
 {
 	struct pcm_key keys[PCM_KSET_KEYS_MAX];
 	unsigned n = 0;
@@ -179,8 +202,12 @@ static void rebuild_kset(struct lfix *f, const struct pcm_walk *w, uint64_t *ord
 			f->used[k.cseg] = 1;
 		keys[n++] = k;
 	}
-	if (n)
-		put_kset(f, keys, n);
+	if (!n)
+		return 0;
+	if (buf_room(f, PCM_KSET_HDR_SIZE + (size_t)n * PCM_KEY_SIZE))
+		return -ENOMEM;
+	put_kset(f, keys, n);
+	return 0;
 }
 
 struct rebuild {
@@ -194,7 +221,7 @@ struct rebuild {
 };
 
 /* Walks from p to the end of p's segment, rebuilding into f->buf. */
-static void rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
+static int rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 {
 	struct pcm_pos dt = f->c->dirty_tail.pos;
 	bool dt_set = false;
@@ -212,7 +239,8 @@ static void rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 		}
 		ev = pcm_walk_next(w);
 		if (ev == PCM_WALK_KSET) {
-			rebuild_kset(f, w, &rb->ord, rb->dirty);
+			if (rebuild_kset(f, w, &rb->ord, rb->dirty))
+				return -ENOMEM;
 			continue;
 		}
 		if (ev == PCM_WALK_LAST && !f->visited[w->next.cseg]) {
@@ -236,7 +264,10 @@ static void rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 	}
 	if (rb->move_dt && !dt_set)
 		rb->dt_new = f->len;
+	if (buf_room(f, PCM_KSET_HDR_SIZE))
+		return -ENOMEM;
 	put_end(f, rb->last, rb->next);
+	return 0;
 }
 
 /* Does the current kset have to change (flags, no keys, no room, a key to drop or fix)? */
@@ -440,8 +471,7 @@ static int prepare(struct lfix *f)
 	f->log_seg = calloc(n, 1);
 	f->used = calloc(n, 1);
 	f->visited = calloc(n, 1);
-	f->buf = malloc(PCM_DATA_SIZE);
-	if (!f->log_seg || !f->used || !f->visited || !f->buf)
+	if (!f->log_seg || !f->used || !f->visited)
 		return -ENOMEM;
 	f->log_seg[f->c->key_tail.pos.cseg] = 1;
 	rc = pcm_replay_run(f->c, &ro, &f->rep);
@@ -470,10 +500,11 @@ int fix_log(struct rplan *r)
 
 		rb.move_dt = !rb.dirty && dt.cseg == rb.p.cseg && dt.seg_off > rb.p.seg_off;
 		f.used[rb.p.cseg] = 1;
-		rebuild(&f, &rb, w);
-		if (rb.last)
+		rc = rebuild(&f, &rb, w);
+		if (!rc && rb.last)
 			mark_rest(&f, rb.next, w);
-		rc = plan_splice(&f, &rb, p0);
+		if (!rc)
+			rc = plan_splice(&f, &rb, p0);
 	}
 	pcm_replay_free(f.rep);
 	free(f.log_seg);

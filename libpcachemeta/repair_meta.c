@@ -359,11 +359,49 @@ static uint64_t max_key_gen(struct pcm_dev *dev, uint32_t cseg)
 	return g;
 }
 
+/*
+ * max_key_gen for every cseg below seg_num, in one walk.  Gens fixed in one
+ * pass share it: the pass's other writes (local fixes) leave the log alone.
+ */
+static void key_gens(struct rplan *r)
+{
+	struct pcm_cache *c;
+	struct pcm_walk *w;
+	enum pcm_walk_event ev;
+
+	r->kgen_done = true;
+	if (pcm_cache_open(r->ov, &c, NULL))
+		return;
+	w = malloc(sizeof(*w));
+	r->kgen = calloc(c->seg_num, sizeof(*r->kgen));
+	if (w && r->kgen) {
+		r->nkgen = c->seg_num;
+		pcm_walk_init(w, c, c->key_tail.pos);
+		while ((ev = pcm_walk_next(w)) == PCM_WALK_KSET || ev == PCM_WALK_LAST)
+			for (unsigned i = 0; ev == PCM_WALK_KSET && i < w->hdr.key_num; i++) {
+				struct pcm_key k;
+
+				pcm_walk_key(w, i, &k);
+				if (k.cseg < r->nkgen && k.seg_gen > r->kgen[k.cseg])
+					r->kgen[k.cseg] = k.seg_gen;
+			}
+	}
+	free(w);
+	pcm_cache_close(c);
+}
+
+static uint64_t pass_key_gen(struct rplan *r, uint32_t cseg)
+{
+	if (!r->kgen_done)
+		key_gens(r);
+	return cseg < r->nkgen ? r->kgen[cseg] : max_key_gen(r->ov, cseg);
+}
+
 static int fix_gen(struct rplan *r, const struct pcm_problem *p)
 {
 	uint32_t d = (uint32_t)((p->offset - PCM_SEGMENTS_OFF) / PCM_SEG_SIZE);
 	uint64_t b = pcm_seg_base(d) + PCM_SEG_CTRL_OFF;
-	struct pcm_seg_gen g = { .gen = max_key_gen(r->ov, d) };  /* chain is 0..n-1 here */
+	struct pcm_seg_gen g = { .gen = pass_key_gen(r, d) };  /* chain is 0..n-1 here */
 	uint8_t rec[PCM_SEG_GEN_SIZE];
 	int rc;
 
@@ -575,17 +613,21 @@ static bool fix_is_local(enum pcm_problem_code c)
  */
 int fix_meta(struct rplan *r)
 {
-	int n = 0;
+	int n = 0, rc = 0;
 
 	for (uint64_t i = 0; i < r->nprobs; i++) {
 		enum pcm_problem_code c = r->probs[i].code;
-		int rc = fix_one(r, &r->probs[i]);
 
+		rc = fix_one(r, &r->probs[i]);
 		if (rc < 0)
-			return rc;
+			break;
 		n += rc;
 		if (rc && !fix_is_local(c))
 			break;
 	}
-	return n;
+	free(r->kgen);   /* the next pass may have moved the log */
+	r->kgen = NULL;
+	r->nkgen = 0;
+	r->kgen_done = false;
+	return rc < 0 ? rc : n;
 }

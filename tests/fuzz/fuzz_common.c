@@ -185,9 +185,11 @@ static void capture(int fd, uint64_t size, struct base_img *b)
 			xpread(fd, buf, PAGE, (uint64_t)p);
 			if (!memcmp(buf, zero, PAGE))
 				continue;
-			b->pages = realloc(b->pages, (b->n + 1) * sizeof(*b->pages));
-			if (!b->pages)
-				die("realloc", ENOMEM);
+			if ((b->n & (b->n - 1)) == 0) {   /* grows by doubling */
+				b->pages = realloc(b->pages, (b->n ? 2 * b->n : 1) * sizeof(*b->pages));
+				if (!b->pages)
+					die("realloc", ENOMEM);
+			}
 			b->pages[b->n].off = (uint64_t)p;
 			memcpy(b->pages[b->n].data, buf, PAGE);
 			b->n++;
