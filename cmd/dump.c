@@ -71,6 +71,12 @@ static void text_add(struct rec *r, const char *fmt, ...)
 		r->n = sizeof(r->line) - 1;
 }
 
+/* Keys are string literals: json-c keeps the pointer instead of a copy per field. */
+static void rec_add(struct rec *r, const char *key, struct json_object *v)
+{
+	json_object_object_add_ex(r->o, key, v, JSON_C_OBJECT_ADD_CONSTANT_KEY);
+}
+
 /* has_off false: the record has no device offset (JSON null). */
 static void rec_begin(struct rec *r, const char *type, uint64_t off, bool has_off)
 {
@@ -84,14 +90,14 @@ static void rec_begin(struct rec *r, const char *type, uint64_t off, bool has_of
 		return;
 	}
 	r->o = json_object_new_object();
-	json_object_object_add(r->o, "type", json_object_new_string(type));
-	json_object_object_add(r->o, "offset", has_off ? cli_json_u64(off) : NULL);
+	rec_add(r, "type", json_object_new_string(type));
+	rec_add(r, "offset", has_off ? cli_json_u64(off) : NULL);
 }
 
 static void rec_u64(struct rec *r, const char *key, uint64_t v)
 {
 	if (cli.json)
-		json_object_object_add(r->o, key, cli_json_u64(v));
+		rec_add(r, key, cli_json_u64(v));
 	else
 		text_add(r, " %s %" PRIu64, key, v);
 }
@@ -106,7 +112,7 @@ static void rec_u64_nz(struct rec *r, const char *key, uint64_t v)
 static void rec_hex(struct rec *r, const char *key, uint64_t v, int width)
 {
 	if (cli.json)
-		json_object_object_add(r->o, key, cli_json_hex(v, cli.human));
+		rec_add(r, key, cli_json_hex(v, cli.human));
 	else
 		text_add(r, " %s 0x%0*" PRIx64, key, width, v);
 }
@@ -114,7 +120,7 @@ static void rec_hex(struct rec *r, const char *key, uint64_t v, int width)
 static void rec_size(struct rec *r, const char *key, uint64_t v)
 {
 	if (cli.json)
-		json_object_object_add(r->o, key, cli_json_size(v));
+		rec_add(r, key, cli_json_size(v));
 	else
 		text_add(r, " %s %" PRIu64, key, v);
 }
@@ -123,7 +129,7 @@ static void rec_size(struct rec *r, const char *key, uint64_t v)
 static void rec_bool(struct rec *r, const char *key, bool v)
 {
 	if (cli.json)
-		json_object_object_add(r->o, key, json_object_new_boolean(v));
+		rec_add(r, key, json_object_new_boolean(v));
 	else if (v)
 		text_add(r, " %s", key);
 }
@@ -131,7 +137,7 @@ static void rec_bool(struct rec *r, const char *key, bool v)
 static void rec_str(struct rec *r, const char *key, const char *s)
 {
 	if (cli.json)
-		json_object_object_add(r->o, key, json_object_new_string(s));
+		rec_add(r, key, json_object_new_string(s));
 	else
 		text_add(r, " %s %s", key, s);
 }
@@ -150,7 +156,7 @@ static void rec_here(struct rec *r, struct pcm_pos p)
 static void rec_pos(struct rec *r, const char *key, struct pcm_pos p)
 {
 	if (cli.json)
-		json_object_object_add(r->o, key, cli_json_pos(p));
+		rec_add(r, key, cli_json_pos(p));
 	else
 		text_add(r, " %s %" PRIu32 ":%" PRIu32, key, p.cseg, p.seg_off);
 }
@@ -159,8 +165,8 @@ static void rec_pos(struct rec *r, const char *key, struct pcm_pos p)
 static void rec_crc(struct rec *r, uint32_t crc, bool ok)
 {
 	if (cli.json) {
-		json_object_object_add(r->o, "crc", cli_json_hex(crc, cli.human));
-		json_object_object_add(r->o, "crc_ok", json_object_new_boolean(ok));
+		rec_add(r, "crc", cli_json_hex(crc, cli.human));
+		rec_add(r, "crc_ok", json_object_new_boolean(ok));
 	} else {
 		text_add(r, " crc 0x%08" PRIx32 " %s ", crc, ok ? "ok" : "BAD");
 	}
@@ -169,7 +175,7 @@ static void rec_crc(struct rec *r, uint32_t crc, bool ok)
 static void rec_note(struct rec *r, const char *note)
 {
 	if (cli.json)
-		json_object_object_add(r->o, "note", json_object_new_string(note));
+		rec_add(r, "note", json_object_new_string(note));
 	else
 		text_add(r, "  (%s)", note);
 }
@@ -458,7 +464,7 @@ static void emit_kset(struct dump *d, const struct pcm_walk *w, bool crc_ok)
 		text_add(&r, "(expected 0x%08" PRIx32 ") ",
 			 pcm_kcrc(w->data + 4, pcm_kset_size(h) - 4));
 	else if (!crc_ok)
-		json_object_object_add(r.o, "crc_expected", cli_json_hex(
+		rec_add(&r, "crc_expected", cli_json_hex(
 			pcm_kcrc(w->data + 4, pcm_kset_size(h) - 4), cli.human));
 	rec_u64(&r, last ? "next_cache_seg" : "key_num", h->key_num);
 	rec_hex(&r, "flags", h->flags, 0);
