@@ -220,6 +220,20 @@ struct rebuild {
 	uint32_t dt_new;           /* its offset in the rebuilt part */
 };
 
+/*
+ * A salvage the rebuild may follow: forward in the same segment, or into a
+ * segment not met on the way (so a chain of damaged LASTs cannot loop).
+ */
+static bool salvage_new(struct lfix *f, struct pcm_pos at, struct pcm_pos q)
+{
+	if (q.cseg == at.cseg)
+		return q.seg_off > at.seg_off;
+	if (q.cseg >= f->c->n_segs || f->visited[q.cseg])
+		return false;
+	f->visited[q.cseg] = 1;
+	return true;
+}
+
 /* Walks from p to the end of p's segment, rebuilding into f->buf. */
 static int rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 {
@@ -251,7 +265,7 @@ static int rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 			struct pcm_pos q;
 
 			f->lost_corrupt++;
-			if (pcm_walk_salvage(f->c, w->pos, &q)) {
+			if (pcm_walk_salvage(f->c, w->pos, &q) && salvage_new(f, w->pos, q)) {
 				f->salvaged_ksets++;
 				f->used[q.cseg] = 1;   /* a LAST's target: never the new home */
 				pcm_walk_init(w, f->c, q);

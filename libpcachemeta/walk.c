@@ -192,6 +192,32 @@ static int zero_at(const struct pcm_cache *c, struct pcm_pos pos)
  * instead.  Only the places a kset of 1..128 keys could end are looked at,
  * its own key_num's first when its header survived.
  */
+/*
+ * Does the log from key_tail to end pass through cseg (end's own segment
+ * included)?  A LAST never hops back there: the segment it opens is a free one.
+ */
+static bool on_log_to(const struct pcm_cache *c, struct pcm_pos end, uint32_t cseg)
+{
+	struct pcm_walk *w = malloc(sizeof(*w));
+	bool on = cseg == end.cseg;
+
+	if (!w)
+		return true;   /* cannot tell: no hop is trusted */
+	pcm_walk_init(w, c, c->key_tail.pos);
+	while (!on && !pcm_pos_eq(w->pos, end)) {
+		enum pcm_walk_event ev;
+
+		on = w->pos.cseg == cseg;
+		ev = pcm_walk_next(w);
+		if (ev != PCM_WALK_KSET && ev != PCM_WALK_LAST)
+			break;
+		if (w->has_next)
+			on = on || w->next.cseg == cseg;
+	}
+	free(w);
+	return on;
+}
+
 int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next)
 {
 	uint8_t buf[PCM_KSET_HDR_SIZE];
@@ -202,10 +228,10 @@ int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_p
 		return 0;
 	pcm_kset_hdr_decode(buf, &h);
 	/* a LAST kset is written after its segment's offset 0 was zeroed: a valid kset there
-	 * means the LAST itself was damaged, not torn */
+	 * means the LAST itself was damaged, not torn (unless it leads back into the log) */
 	if (h.magic == PCM_KSET_MAGIC && (h.flags & PCM_KSET_F_LAST) && h.key_num < c->n_segs) {
 		q = (struct pcm_pos){ h.key_num, 0 };
-		if (kset_valid_at(c, q)) {
+		if (kset_valid_at(c, q) && !on_log_to(c, end, q.cseg)) {
 			*next = q;
 			return 1;
 		}
@@ -213,7 +239,7 @@ int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_p
 	/* a damaged LAST: the one chain starting at some segment's offset 0 that no other
 	 * such chain leads to, and that ends at a terminator, is where the log went on */
 	if (h.magic == PCM_KSET_MAGIC && (h.flags & PCM_KSET_F_LAST))
-		return pcm_walk_find_root(c, end.cseg, next);
+		return pcm_walk_find_root(c, end.cseg, next) && !on_log_to(c, end, next->cseg);
 	if (h.magic == PCM_KSET_MAGIC && !(h.flags & PCM_KSET_F_LAST) && h.key_num >= 1 &&
 	    h.key_num <= 128) {
 		q.seg_off = end.seg_off + (uint32_t)pcm_kset_size(&h);
