@@ -1053,6 +1053,28 @@ static int c_last_crc(struct ctx *x)
 	return fail(x, C_NEED, "the log has no LAST kset");
 }
 
+/* The first LAST names its own segment, whose offset 0 holds the log (checksum not resealed). */
+static int c_last_self(struct ctx *x)
+{
+	int rc = need_walk(x);
+	uint8_t le[4];
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < x->nks; i++)
+		if (x->ks[i].last) {
+			uint32_t self = x->ks[i].pos.cseg;
+
+			le[0] = (uint8_t)self;
+			le[1] = (uint8_t)(self >> 8);
+			le[2] = (uint8_t)(self >> 16);
+			le[3] = (uint8_t)(self >> 24);
+			return put(x, dev_off(x, x->ks[i].pos) + 4, le, sizeof(le),
+				   "next field of the first LAST kset: its own segment");
+		}
+	return fail(x, C_NEED, "the log has no LAST kset");
+}
+
 /*
  * key_tail and dirty_tail (newer copies) move to cseg SEG at `avail` bytes
  * before the end of its data area, where a kset is written; the kernel's
@@ -1409,6 +1431,7 @@ static const struct corruption table[] = {
 	{ "last-next-range", c_last_next_range, "LAST kset at key_head, next = n_segs" },
 	{ "last-loop", c_last_loop, "LAST kset at key_head back to its own segment" },
 	{ "last-crc", c_last_crc, "the first LAST kset of the log broken" },
+	{ "last-self", c_last_self, "the first LAST kset names its own segment (crc broken)" },
 	{ "key-len-zero", c_key_len_zero, "[N=2 K=3] key len 0" },
 	{ "key-seg-range", c_key_seg_range, "[N=2 K=3] key cseg = n_segs" },
 	{ "key-seg-off", c_key_seg_off, "[N=2 K=3] key data past the data area" },
