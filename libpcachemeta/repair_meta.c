@@ -497,6 +497,34 @@ static bool reaches(struct pcm_dev *dev, struct pcm_pos from, struct pcm_pos to)
 	return met;
 }
 
+static bool loads(struct rplan *r, struct pcm_dev *dev)
+{
+	struct pcm_check_opts co = { .verify_data = true, .backing_size = r->o->backing_size };
+	struct pcm_check_result res;
+
+	return !pcm_check_run(dev, &co, &res) && res.verdict == PCM_VERDICT_LOADS;
+}
+
+/*
+ * May key_tail go back to dt?  The ksets it brings back into the log may hold
+ * what the kernel refuses.  -y's log fix then drops that, but -p and -i may not
+ * get that fix: for them, not when a cache the kernel loads would stop loading
+ * (tried on an overlay of the overlay).
+ */
+static bool back_ok(struct rplan *r, struct pcm_pos dt)
+{
+	struct pcm_dev *t;
+	bool ok;
+
+	if (r->o->mode == PCM_REPAIR_ALL)
+		return true;
+	if (pcm_dev_overlay(r->ov, &t))
+		return false;
+	ok = !tail_write(t, 0, dt) && loads(r, t);
+	pcm_dev_close(t);
+	return ok || !loads(r, r->ov);
+}
+
 /*
  * dirty_tail off the log.  When key_tail ran past it (the log from dirty_tail
  * leads to key_tail), key_tail goes back: the ksets between are dirty and
@@ -511,7 +539,8 @@ static int fix_dirty_tail(struct rplan *r, const struct pcm_problem *p)
 
 	if (rc < 0 || !tail_get(r->ov, 0, ci.n_segs, &kt))
 		return rc < -1 ? rc : 0;
-	back = tail_get(r->ov, 1, ci.n_segs, &dt) && !pcm_pos_eq(kt, dt) && reaches(r->ov, dt, kt);
+	back = tail_get(r->ov, 1, ci.n_segs, &dt) && !pcm_pos_eq(kt, dt) && reaches(r->ov, dt, kt) &&
+	       back_ok(r, dt);
 	if (back && !act_begin(r, p, "set key_tail back to dirty_tail %u:%u (the ksets up to key_tail "
 			       "%u:%u are dirty and kept)", dt.cseg, dt.seg_off, kt.cseg, kt.seg_off))
 		return 0;
