@@ -6,12 +6,16 @@
 # counted apart.
 set -u
 f=${1:-$(dirname "$0")/ledger.txt}
+# `since finding`: clean executions after the target's last finding, i.e. on the code
+# that has its fix (a finding is fixed before fuzzing goes on).
 awk '!/^#/ && NF >= 6 {
-	if ($6 == "clean") { ex[$3] += $4; s[$3] += $5; runs[$3]++ } else bad[$3]++
+	if ($6 == "clean") { ex[$3] += $4; s[$3] += $5; runs[$3]++; since[$3] += $4 }
+	else { bad[$3]++; since[$3] = 0 }
 	seen[$3] = 1
 }
 END {
-	printf "%-12s %14s %10s %6s %9s\n", "target", "executions", "seconds", "runs", "findings"
+	printf "%-12s %14s %10s %6s %9s %14s\n", "target", "executions", "seconds", "runs",
+	       "findings", "since finding"
 	for (t in seen)
-		printf "%-12s %14d %10d %6d %9d\n", t, ex[t], s[t], runs[t], bad[t]
+		printf "%-12s %14d %10d %6d %9d %14d\n", t, ex[t], s[t], runs[t], bad[t], since[t]
 }' "$f" | { read -r h; echo "$h"; sort; }
