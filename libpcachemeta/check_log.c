@@ -247,14 +247,14 @@ static void chk_walk_end(struct logchk *l, const struct pcm_replay *r)
 		chk_report(l->k, fail_code[r->stop], off, where, "%s", pcm_walk_stop_str(r->stop));
 		return;
 	}
-	if (r->stop == PCM_STOP_TERMINATOR) {
-		/* the next kset close would write its LAST kset past the data area */
-		if (PCM_DATA_SIZE - r->key_head.seg_off < PCM_KSET_HDR_SIZE)
-			chk_report(l->k, PCM_P_KSET_NO_ROOM, off, where,
-				   "the log ends %u bytes before its segment's end",
-				   PCM_DATA_SIZE - r->key_head.seg_off);
+	/* key_head lands here whatever ended the log: the next kset close would write
+	 * its LAST kset past the data area */
+	if (PCM_DATA_SIZE - r->key_head.seg_off < PCM_KSET_HDR_SIZE)
+		chk_report(l->k, PCM_P_KSET_NO_ROOM, off, where,
+			   "the log ends %u bytes before its segment's end",
+			   PCM_DATA_SIZE - r->key_head.seg_off);
+	if (r->stop == PCM_STOP_TERMINATOR)
 		return;
-	}
 	chk_oversize_claim(l, r->key_head, off, where);
 	chk_bad_end(l, r, off, where);
 }

@@ -218,6 +218,7 @@ struct rebuild {
 	uint32_t next;
 	bool move_dt;              /* dirty_tail lies after p in the segment */
 	uint32_t dt_new;           /* its offset in the rebuilt part */
+	bool move_tails;           /* p has no room for a kset header: the tails move */
 };
 
 /*
@@ -310,6 +311,13 @@ static bool kset_needs_change(struct lfix *f, const struct pcm_walk *w, uint64_t
 	return false;
 }
 
+/* Room for a kset header at p (only key_tail can lack it: a kset before p that
+ * left no room is the first change itself). */
+static bool has_room(struct pcm_pos p)
+{
+	return PCM_DATA_SIZE - p.seg_off >= PCM_KSET_HDR_SIZE;
+}
+
 /* Finds the first kset, in log order, that must change; false when none. */
 static bool find_first_change(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 {
@@ -326,7 +334,7 @@ static bool find_first_change(struct lfix *f, struct rebuild *rb, struct pcm_wal
 		ev = pcm_walk_next(w);
 		rb->p = w->pos;
 		if (ev == PCM_WALK_END)
-			return w->stop != PCM_STOP_TERMINATOR;
+			return w->stop != PCM_STOP_TERMINATOR || !has_room(w->pos);
 		if (ev == PCM_WALK_FAIL)
 			return true;
 		if (kset_needs_change(f, w, rb->ord)) {
@@ -428,12 +436,24 @@ static int write_end_at(struct lfix *f, struct pcm_pos p, bool last, uint32_t ne
 	return pcm_dev_write(f->r->ov, pcm_pos_dev_off(f->c, p.cseg, p.seg_off), rec, sizeof(rec));
 }
 
-/* The writes, in crash-safe order: dirty_tail back to p, new part, LAST at p, dirty_tail on. */
+/*
+ * The writes, in crash-safe order: dirty_tail back to p, new part, LAST at p, dirty_tail on.
+ * When the tails move instead: new part, key_tail, dirty_tail (a crash between the two
+ * leaves dirty_tail off the log, which loads and which fsck -p fixes).
+ */
 static int splice(struct lfix *f, const struct rebuild *rb, int n)
 {
 	struct pcm_dev *ov = f->r->ov;
+	struct pcm_pos start = { (uint32_t)n, 0 };
 	int rc = 0;
 
+	if (rb->move_tails) {
+		rc = pcm_dev_write(ov, pcm_pos_dev_off(f->c, start.cseg, 0), f->buf,
+				   f->len + PCM_KSET_HDR_SIZE);
+		if (!rc)
+			rc = tail_write(ov, 0, start);
+		return rc ? rc : tail_write(ov, 1, start);
+	}
 	if (rb->move_dt)
 		rc = tail_write(ov, 1, rb->p);
 	if (!rc && n < 0)
@@ -450,10 +470,15 @@ static int splice(struct lfix *f, const struct rebuild *rb, int n)
 
 static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_problem *p0)
 {
-	int n = f->kept_ksets ? free_segment(f) : -1;
+	int n = f->kept_ksets || rb->move_tails ? free_segment(f) : -1;
 	char how[96];
 
-	if (f->kept_ksets && n < 0)
+	if (rb->move_tails && n < 0)
+		return seen_add(f->r, p0->code, p0->offset);   /* nowhere to move them */
+	if (rb->move_tails)
+		snprintf(how, sizeof(how), "no room for a kset: move key_tail and dirty_tail "
+			 "to free segment %d (%llu ksets)", n, (unsigned long long)f->kept_ksets);
+	else if (f->kept_ksets && n < 0)
 		snprintf(how, sizeof(how), "no free segment: end the log there, losing %llu ksets",
 			 (unsigned long long)f->kept_ksets);
 	else if (n < 0)
@@ -512,7 +537,9 @@ int fix_log(struct rplan *r)
 	} else if (!rc) {
 		struct pcm_pos dt = f.c->dirty_tail.pos;
 
-		rb.move_dt = !rb.dirty && dt.cseg == rb.p.cseg && dt.seg_off > rb.p.seg_off;
+		rb.move_tails = !has_room(rb.p);
+		rb.move_dt = !rb.move_tails && !rb.dirty && dt.cseg == rb.p.cseg &&
+			     dt.seg_off > rb.p.seg_off;
 		f.used[rb.p.cseg] = 1;
 		rc = rebuild(&f, &rb, w);
 		if (!rc && rb.last)

@@ -1144,6 +1144,28 @@ static int c_kset_no_room(struct ctx *x)
 			    "one-key kset LEFT bytes before the data area end");
 }
 
+/* Both tails LEFT (default 1) bytes before the data area end, over non-zero bytes:
+ * the kernel loads an empty log and BUGs at its first kset close. */
+static int c_tail_no_room(struct ctx *x)
+{
+	uint8_t junk[PCM_KSET_HDR_SIZE];
+	uint64_t left = arg(x, 1, 1);
+	struct pcm_pos at = { (uint32_t)arg(x, 0, 1), 0 };
+	uint32_t d = 0;
+	int rc = cseg_dseg(x, at.cseg, &d);
+
+	if (rc)
+		return rc;
+	if (left < 1 || left >= PCM_KSET_HDR_SIZE)
+		return fail(x, C_USAGE, "LEFT must be 1..23");
+	at.seg_off = PCM_DATA_SIZE - (uint32_t)left;
+	memset(junk, 0x09, sizeof(junk));
+	rc = put(x, dev_off(x, at), junk, (uint32_t)left, "non-zero bytes at the data area end");
+	if (!rc)
+		rc = tail_set(x, 0, at, "newer key_tail LEFT bytes before the end");
+	return rc ? rc : tail_set(x, 1, at, "newer dirty_tail LEFT bytes before the end");
+}
+
 /* ---- keys ---- */
 
 typedef int (*key_fn)(struct ctx *x, struct pcm_key *k, const char **why);
@@ -1428,6 +1450,7 @@ static const struct corruption table[] = {
 	{ "kset-oversize", c_kset_oversize, "[SEG=1] tails at a 128-key kset 2048 bytes from the end" },
 	{ "kset-oversize-badcrc", c_kset_oversize_badcrc, "[SEG=1] kset-oversize, checksum broken" },
 	{ "kset-no-room", c_kset_no_room, "[SEG=1 LEFT=16] tails at a 1-key kset leaving LEFT bytes" },
+	{ "tail-no-room", c_tail_no_room, "[SEG=1 LEFT=1] tails LEFT bytes before the data area end" },
 	{ "last-next-range", c_last_next_range, "LAST kset at key_head, next = n_segs" },
 	{ "last-loop", c_last_loop, "LAST kset at key_head back to its own segment" },
 	{ "last-crc", c_last_crc, "the first LAST kset of the log broken" },
