@@ -1092,6 +1092,20 @@ static void d_gen(struct pcm_dev *d)
 	flip(d, pcm_seg_base(1) + PCM_SEG_CTRL_OFF + PCM_SEG_GEN_SIZE + 9);
 }
 
+/* Both tails 5 bytes before a data area's end, over junk: the log fix moves them. */
+static void d_tail_no_room(struct pcm_dev *d)
+{
+	static const uint8_t junk[5] = { 9, 9, 9, 9, 9 };
+	struct pcm_pos p = { 3, PCM_DATA_SIZE - sizeof(junk) };
+	struct pcm_cache *c;
+
+	must(pcm_cache_open(d, &c, NULL), "open");
+	must(pcm_dev_write(d, pcm_pos_dev_off(c, p.cseg, p.seg_off), junk, sizeof(junk)), "write");
+	must(pcm_tail_write(c, 0, p, false), "key_tail");
+	must(pcm_tail_write(c, 1, p, false), "dirty_tail");
+	pcm_cache_close(c);
+}
+
 static void run_repair(const struct mfd *base, const char *name, void (*damage)(struct pcm_dev *),
 		       enum pcm_repair_mode mode)
 {
@@ -1562,6 +1576,7 @@ static void run_repairs(void)
 	run_repair(&base, "segment info replica (-p)", d_seginfo, PCM_REPAIR_SAFE);
 	run_repair(&base, "torn kset at the head", d_head, PCM_REPAIR_ALL);
 	run_repair(&base, "gen both replicas", d_gen, PCM_REPAIR_ALL);
+	run_repair(&base, "key_tail with no room for a kset", d_tail_no_room, PCM_REPAIR_ALL);
 	mfd_close(&base);
 	free(ksets);
 	ksets = NULL;
