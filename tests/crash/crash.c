@@ -950,17 +950,29 @@ static void format_image(struct mfd *m, bool data_crc, unsigned gc_percent)
 	pcm_dev_close(dev);
 }
 
+/* Moves both tails to cseg:room bytes before its data area's end, over junk when
+ * junk_len > 0. */
+static void tails_at(struct pcm_dev *dev, uint32_t cseg, uint32_t room, const uint8_t *junk,
+		     size_t junk_len)
+{
+	struct pcm_cache *c;
+	struct pcm_pos p = { cseg, PCM_DATA_SIZE - room };
+
+	must(pcm_cache_open(dev, &c, NULL), "open");
+	if (junk_len)
+		must(pcm_dev_write(dev, pcm_pos_dev_off(c, cseg, p.seg_off), junk, junk_len),
+		     "write");
+	must(pcm_tail_write(c, 0, p, false), "key_tail");
+	must(pcm_tail_write(c, 1, p, false), "dirty_tail");
+	pcm_cache_close(c);
+}
+
 /* Moves both tails of a fresh cache to cseg 0, room bytes before its data area's end. */
 static void tails_near_end(struct mfd *m, uint32_t room)
 {
 	struct pcm_dev *dev = dev_open(m, PCM_DEV_RDWR | PCM_DEV_NOMAP);
-	struct pcm_cache *c;
-	struct pcm_pos p = { 0, PCM_DATA_SIZE - room };
 
-	must(pcm_cache_open(dev, &c, NULL), "open");
-	must(pcm_tail_write(c, 0, p, false), "key_tail");
-	must(pcm_tail_write(c, 1, p, false), "dirty_tail");
-	pcm_cache_close(c);
+	tails_at(dev, 0, room, NULL, 0);
 	pcm_dev_close(dev);
 }
 
@@ -1096,14 +1108,8 @@ static void d_gen(struct pcm_dev *d)
 static void d_tail_no_room(struct pcm_dev *d)
 {
 	static const uint8_t junk[5] = { 9, 9, 9, 9, 9 };
-	struct pcm_pos p = { 3, PCM_DATA_SIZE - sizeof(junk) };
-	struct pcm_cache *c;
 
-	must(pcm_cache_open(d, &c, NULL), "open");
-	must(pcm_dev_write(d, pcm_pos_dev_off(c, p.cseg, p.seg_off), junk, sizeof(junk)), "write");
-	must(pcm_tail_write(c, 0, p, false), "key_tail");
-	must(pcm_tail_write(c, 1, p, false), "dirty_tail");
-	pcm_cache_close(c);
+	tails_at(d, 3, sizeof(junk), junk, sizeof(junk));
 }
 
 static void run_repair(const struct mfd *base, const char *name, void (*damage)(struct pcm_dev *),
