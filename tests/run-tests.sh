@@ -4,8 +4,8 @@
 # tests/run-tests.sh O [unit|bats|all]
 #
 # Runs the pcache-tools test suites against the build in directory O:
-#   - decompresses the kernel fixtures (../shared/fixtures, or $PCACHE_SHARED/fixtures)
-#     into O/fixtures once, as sparse files;
+#   - decompresses the kernel fixtures (tests/fixtures) into O/fixtures once, as sparse
+#     files, and checks them against tests/fixtures/MD5SUMS;
 #   - unit:  every O/tests/test_* program (TAP-style `ok - ...` / `not ok - ...` lines);
 #   - bats:  every tests/bats/*.bats with `bats --tap`;
 #   - all:   both, plus the SPDX header check, two -Werror builds (clang, gcc), the
@@ -37,7 +37,7 @@ O=$(cd "$1" && pwd)
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-SHARED=${PCACHE_SHARED:-$ROOT/../shared}
+FIXTURE_SRC=$ROOT/tests/fixtures
 export PCACHE_BUILD="$O"
 export PCACHE="$O/pcache"
 export PCACHE_FIXTURES="$O/fixtures"
@@ -196,49 +196,44 @@ run_bats() {
 	fi
 }
 
-# Decompresses every fixture once; sparse, and again only when the .zst is newer.
+# Decompresses every fixture once (sparse; again only when the .zst is newer) and
+# checks each decompressed file against tests/fixtures/MD5SUMS (one test each).
 prepare_fixtures() {
-	local src dst f
+	local src dst f sum name
 	section "fixtures"
-	if [ ! -d "$SHARED/fixtures" ]; then
-		cat <<EOF
-###########################################################################
-#  KERNEL FIXTURES NOT FOUND: $SHARED/fixtures
-#  The tests that compare with images written by the real kernel cannot run.
-#  Put the shared/ directory beside the repository, or set PCACHE_SHARED.
-###########################################################################
-EOF
-		record_fail "fixtures: $SHARED/fixtures is missing"
-		return
-	fi
 	mkdir -p "$PCACHE_FIXTURES"
-	for src in "$SHARED"/fixtures/*; do
+	for src in "$FIXTURE_SRC"/*.zst "$FIXTURE_SRC"/*.txt; do
 		[ -f "$src" ] || continue
 		f=$(basename "$src")
+		dst="$PCACHE_FIXTURES/${f%.zst}"
+		if [ -f "$dst" ] && ! [ "$src" -nt "$dst" ]; then
+			continue
+		fi
+		rm -f "$dst" "$dst.tmp"
 		case "$f" in
 		*.zst)
-			dst="$PCACHE_FIXTURES/${f%.zst}"
-			if [ -f "$dst" ] && ! [ "$src" -nt "$dst" ]; then
-				continue
-			fi
 			echo "# decompressing $f"
-			rm -f "$dst" "$dst.tmp"
 			if ! zstd -q -d --long=31 --sparse "$src" -o "$dst.tmp" ||
 				! mv -f "$dst.tmp" "$dst"; then
 				rm -f "$dst.tmp"
 				record_fail "fixtures: cannot decompress $src"
-				continue
 			fi
 			;;
-		*)
-			dst="$PCACHE_FIXTURES/$f"
-			if [ -f "$dst" ] && ! [ "$src" -nt "$dst" ]; then
-				continue
-			fi
-			cp -p "$src" "$dst" || record_fail "fixtures: cannot copy $src"
-			;;
+		*) cp -p "$src" "$dst" || record_fail "fixtures: cannot copy $src" ;;
 		esac
 	done
+	# A stamp per file keeps the md5 of the 1 GiB images to once per decompression.
+	while read -r sum name; do
+		dst="$PCACHE_FIXTURES/$name"
+		if [ -f "$dst.md5ok" ] && ! [ "$dst" -nt "$dst.md5ok" ]; then
+			record_pass "fixtures: $name md5 $sum"
+		elif [ -f "$dst" ] && [ "$(md5sum <"$dst" | cut -d' ' -f1)" = "$sum" ]; then
+			touch "$dst.md5ok"
+			record_pass "fixtures: $name md5 $sum"
+		else
+			record_fail "fixtures: $name is missing or its md5 is not $sum"
+		fi
+	done <"$FIXTURE_SRC/MD5SUMS"
 	echo "# fixtures in $PCACHE_FIXTURES"
 }
 

@@ -5,7 +5,7 @@
 bats_require_minimum_version 1.5.0
 
 PCACHE=${PCACHE:-$BATS_TEST_DIRNAME/../../build/pcache}
-FX=${PCACHE_FIXTURES:-/tmp/fx}
+FX=${PCACHE_FIXTURES:-$BATS_TEST_DIRNAME/../../build/fixtures}
 FRESH=kernel-fresh-1071644672-nocrc.pmem
 FRESH_CRC=kernel-fresh-1071644672-crc.pmem
 DIRTY=kernel-dirty-300w.pmem

@@ -5,7 +5,6 @@
 
 load helpers
 
-MD5_DIRTY_LOGICAL=b3c633dfdd370825387fb85c43329eab
 MKIMAGE="$PCACHE_BUILD/tests/mkimage"
 
 # The dirty kernel fixture and its backing device, writable sparse copies.

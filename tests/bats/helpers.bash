@@ -13,13 +13,19 @@ REPO_ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 : "${PCACHE:=$PCACHE_BUILD/pcache}"
 : "${PCACHE_FIXTURES:=$PCACHE_BUILD/fixtures}"
 
-# The kernel fixtures (see shared/fixtures/README.md) and what is known about them.
+# The kernel fixtures (tests/fixtures/README.md) and what is known about them:
+# MD5_* are the md5 of the decompressed images (tests/fixtures/MD5SUMS), MD5_DIRTY_LOGICAL
+# the md5 of the logical device the dirty image serves (tests/fixtures/LOGICAL.md5).
 KERNEL_DEV_SIZE=1071644672
 FX_FRESH_NOCRC=kernel-fresh-1071644672-nocrc.pmem
 FX_FRESH_CRC=kernel-fresh-1071644672-crc.pmem
 FX_DIRTY=kernel-dirty-300w.pmem
-MD5_FRESH_NOCRC=8aba8747c11cecb63b45c789cdec3c0d
-MD5_FRESH_CRC=0f377a997facc37a9e4824c5d3a12045
+fx_sum() {
+	awk -v n="$2" '$2 == n { print $1 }' "$REPO_ROOT/tests/fixtures/$1"
+}
+MD5_FRESH_NOCRC=$(fx_sum MD5SUMS "$FX_FRESH_NOCRC")
+MD5_FRESH_CRC=$(fx_sum MD5SUMS "$FX_FRESH_CRC")
+MD5_DIRTY_LOGICAL=$(fx_sum LOGICAL.md5 "$FX_DIRTY")
 
 # `run pcache ...` reads like the command line it tests.
 pcache() {
@@ -44,7 +50,7 @@ mkimg() {
 fixture() {
 	local path="$PCACHE_FIXTURES/$1"
 	if [ ! -f "$path" ]; then
-		die "kernel fixture $path is missing (tests/run-tests.sh decompresses them from shared/fixtures)"
+		die "kernel fixture $path is missing (tests/run-tests.sh decompresses them from tests/fixtures)"
 		return 1
 	fi
 	echo "$path"

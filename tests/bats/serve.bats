@@ -12,7 +12,6 @@ PLUGIN="$PCACHE_BUILD/nbdkit-pcache-plugin.so"
 NBDMODEL="$REPO_ROOT/tests/tools/nbdmodel.py"
 MKIMAGE="$PCACHE_BUILD/tests/mkimage"
 CORRUPT="$PCACHE_BUILD/tests/corrupt"
-MD5_DIRTY_LOGICAL=b3c633dfdd370825387fb85c43329eab
 
 setup_file() {
 	[ -x "$PCACHE" ] || die "$PCACHE is not built (run make, or set PCACHE)"

@@ -19,7 +19,7 @@
 #
 # Environment:
 #   PCACHE            the pcache binary (default BUILD_DIR/pcache)
-#   PCACHE_FIXTURES   decompressed kernel fixtures (default /tmp/fx) for the kfx base
+#   PCACHE_FIXTURES   decompressed kernel fixtures (default BUILD_DIR/fixtures) for the kfx base
 #   CORPUS_FILTER     extended regex: only cases whose `NAME BASE` matches
 #   CORPUS_FULL_MD5   numbers of the cases (1 = the first case run) whose whole image is
 #                     md5-summed before and after fsck (default "1 2"); every case also
@@ -40,7 +40,7 @@ PCACHE=${PCACHE:-$O/pcache}
 CORRUPT=$O/tests/corrupt
 MKIMAGE=$O/tests/mkimage
 CONTENT=$O/tests/content
-FIXTURES=${PCACHE_FIXTURES:-/tmp/fx}
+FIXTURES=${PCACHE_FIXTURES:-$O/fixtures}
 HEADER=$ROOT/libpcachemeta/include/pcachemeta.h
 FILTER=${CORPUS_FILTER:-}
 FULL_MD5=" ${CORPUS_FULL_MD5-1 2} "

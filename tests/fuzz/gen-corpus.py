@@ -10,7 +10,7 @@ Writes the seed corpus of the fuzz targets (input layout: tests/fuzz/fuzz_common
     harness gives patched records and ksets valid CRCs): seg_num past the device,
     a LAST kset looping back, keys near 2^64, lengths that wrap, a kset claiming
     more keys than fit, positions past segment ends, tails out of range;
-  - when FIXTURES_DIR (default ${PCACHE_FIXTURES:-/tmp/fx}) holds them, the kernel's
+  - when FIXTURES_DIR (default ${PCACHE_FIXTURES:-build/fixtures}) holds them, the kernel's
     images: kernel-dirty-300w (metadata, every segment header, the first 80 KiB of
     the first 3 segments' data areas: the whole log and the start of the data) and
     kernel-fresh-*-crc (metadata and every segment header).
@@ -183,7 +183,7 @@ def main():
         sys.stderr.write(__doc__)
         return 2
     outdir = sys.argv[1]
-    fx = sys.argv[2] if len(sys.argv) > 2 else os.environ.get('PCACHE_FIXTURES', '/tmp/fx')
+    fx = sys.argv[2] if len(sys.argv) > 2 else os.environ.get('PCACHE_FIXTURES', 'build/fixtures')
     os.makedirs(outdir, exist_ok=True)
     seeds = []
     for size_bit in (0, 1):

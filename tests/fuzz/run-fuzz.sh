@@ -10,7 +10,7 @@
 # once (a regression check: it must no longer crash).
 #
 #   seeds:    BUILD_DIR/fuzz/seeds (tests/fuzz/gen-corpus.py, kernel fixtures from
-#             $PCACHE_FIXTURES, default /tmp/fx, when present)
+#             $PCACHE_FIXTURES, default BUILD_DIR/fixtures, when present)
 #   corpus:   BUILD_DIR/fuzz/corpus/TARGET (kept between runs)
 #   findings: $FUZZ_FINDINGS/TARGET/ (default BUILD_DIR/fuzz/findings): crash-*,
 #             timeout-*, oom-*, leak-* inputs, with the log in TARGET.log
@@ -32,7 +32,7 @@ FINDINGS=${FUZZ_FINDINGS:-$FZ/findings}
 JOBS=${FUZZ_JOBS:-1}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 RSS=${FUZZ_RSS_MB:-2048}
-export PCACHE_FIXTURES=${PCACHE_FIXTURES:-/tmp/fx}
+export PCACHE_FIXTURES=${PCACHE_FIXTURES:-$O/fixtures}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 

@@ -7,7 +7,7 @@
  * device as applying the keys in log order.
  *
  * PCACHE_FIXTURES names the directory holding the decompressed fixtures
- * (default /tmp/fx).
+ * (default build/fixtures, where tests/run-tests.sh puts them).
  */
 #include "pcachemeta.h"
 #include "tap.h"
@@ -458,7 +458,7 @@ int main(void)
 {
 	fx_dir = getenv("PCACHE_FIXTURES");
 	if (!fx_dir || !*fx_dir)
-		fx_dir = "/tmp/fx";
+		fx_dir = "build/fixtures";
 	diag("fixtures from %s", fx_dir);
 	test_format_identical(false, "kernel-fresh-1071644672-nocrc.pmem");
 	test_format_identical(true, "kernel-fresh-1071644672-crc.pmem");

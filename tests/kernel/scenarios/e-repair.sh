@@ -41,7 +41,7 @@ fi
 
 # ---- bases (as tests/corrupt/run-corpus.sh builds them) ----
 FX=
-for f in "${PCACHE_FIXTURES:-}" "$(dirname "$PCACHE")/fixtures" /tmp/fx; do
+for f in "${PCACHE_FIXTURES:-}" "$(dirname "$PCACHE")/fixtures"; do
 	if [ -n "$f" ] && [ -r "$f/kernel-dirty-300w.pmem" ] && [ -r "$f/kernel-dirty-300w.back" ]; then
 		FX=$f
 		break
