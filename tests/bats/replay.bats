@@ -10,6 +10,8 @@ FRESH=kernel-fresh-1071644672-nocrc.pmem
 FRESH_CRC=kernel-fresh-1071644672-crc.pmem
 DIRTY=kernel-dirty-300w.pmem
 BACK=kernel-dirty-300w.back
+# md5 of the logical device the dirty image serves (tests/fixtures/LOGICAL.md5)
+MD5_DIRTY_LOGICAL=$(awk -v n="$DIRTY" '$2 == n { print $1 }' "$BATS_TEST_DIRNAME/../fixtures/LOGICAL.md5")
 SUMMARY_DIRTY="live keys 1839, dirty bytes 7532544, clean bytes 0, segments used 3, key_head 0:76784, dirty_tail 0:0, key_tail 0:0"
 
 # fixture NAME: a writable sparse copy in the test's tmpdir, path in $img.
