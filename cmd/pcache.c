@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* pcache: the dispatcher.  Each subcommand lives in cmd/<name>.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +103,29 @@ static int help(int argc, char **argv)
 	return c->fn(2, args);
 }
 
-int main(int argc, char **argv)
+/*
+ * Output that never reached its file is a failure (coreutils' close_stdout): a full
+ * disk or a closed pipe must not end in exit 0.  Returns rc with EXIT_OPERATIONAL
+ * added when stdout could not be written.
+ */
+static int finish_stdout(const char *cmd, int rc)
+{
+	int err = 0;
+
+	if (fflush(stdout) != 0 || ferror(stdout))
+		err = errno ? errno : EIO;
+	if (fclose(stdout) != 0 && !err)
+		err = errno ? errno : EIO;
+	if (!err)
+		return rc;
+	if (cmd)
+		fprintf(stderr, "pcache %s: write error: %s\n", cmd, strerror(err));
+	else
+		fprintf(stderr, "pcache: write error: %s\n", strerror(err));
+	return rc | EXIT_OPERATIONAL;
+}
+
+static int dispatch(int argc, char **argv)
 {
 	const struct command *c;
 
@@ -130,4 +153,12 @@ int main(int argc, char **argv)
 	cli.argv = argv + 1;
 	opterr = 0;
 	return c->fn(argc - 1, argv + 1);
+}
+
+int main(int argc, char **argv)
+{
+	int rc = dispatch(argc, argv);
+
+	errno = 0;
+	return finish_stdout(cli.cmd, rc);
 }

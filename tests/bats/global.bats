@@ -79,3 +79,19 @@ commands() {
 	done
 	[ -z "$bad" ] || die "bad option handling is wrong for:$bad"
 }
+
+@test "a write error on standard output is an operational error (8), named on stderr" {
+	local img
+	img=$(fixture "$FX_FRESH_NOCRC") || return 1
+	run --separate-stderr bash -c '"$1" info "$2" >/dev/full' _ "$PCACHE" "$img"
+	assert_status 8
+	[ "$stderr" = "pcache info: write error: No space left on device" ] || die "stderr: $stderr"
+	run --separate-stderr bash -c '"$1" --version >/dev/full' _ "$PCACHE"
+	assert_status 8
+	[ "$stderr" = "pcache: write error: No space left on device" ] || die "stderr: $stderr"
+	run --separate-stderr bash -c '"$1" info --json "$2" >/dev/full' _ "$PCACHE" "$img"
+	assert_status 8
+	run --separate-stderr bash -c '"$1" dump "$2" >/dev/full' _ "$PCACHE" "$img"
+	assert_status 8
+	[ "$stderr" = "pcache dump: write error: No space left on device" ] || die "stderr: $stderr"
+}
