@@ -144,6 +144,12 @@ check-kernel: deps
 	@$(SUBMAKE) all
 	@bash tests/kernel/run.sh $(O)
 
+# Rewrites the golden fsck transcripts (tests/fsck/*/expect.*) with the pcache just built;
+# review the change with git diff (tests/fsck/README.md).
+.PHONY: fsck-expect
+fsck-expect: all
+	@bash tests/fsck/regen.sh $(O)
+
 # The .pc is written again here: PREFIX/LIBDIR given to `make install` may differ from the build's.
 install: $(PCACHE) $(LIBSO) $(LIBA) $(PLUGIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \

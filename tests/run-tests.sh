@@ -15,18 +15,19 @@
 #            and, when PCACHE_KERNEL_TESTS=1 (.ci/run sets it), the kernel interop suite
 #            (tests/kernel/run.sh: the real dm-pcache in a qemu guest; results `kernel:`);
 #   - kernel: the kernel interop suite alone.
+#   - fsck:  the golden fsck transcripts alone (tests/fsck/run.sh; `all` runs them after bats).
 # Prints every suite's output and ends with one line `N passed, N failed`
 # (`, N skipped` when tests were skipped); exits 1 when anything failed.
 set -u
 
 usage() {
-	echo "usage: tests/run-tests.sh BUILD_DIR [unit|bats|kernel|all]" >&2
+	echo "usage: tests/run-tests.sh BUILD_DIR [unit|bats|fsck|kernel|all]" >&2
 	exit 2
 }
 
 [ $# -ge 1 ] || usage
 MODE=${2:-all}
-case "$MODE" in unit | bats | kernel | all) ;; *) usage ;; esac
+case "$MODE" in unit | bats | fsck | kernel | all) ;; *) usage ;; esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
@@ -196,6 +197,25 @@ run_bats() {
 	fi
 }
 
+# The golden fsck transcripts (tests/fsck/run.sh): one TAP line per case.
+run_fsck_golden() {
+	local out="$LOG/fsck-golden.out" rc
+	section "fsck: golden transcripts (tests/fsck)"
+	timeout -k 10 "${FSCK_TIMEOUT:-600}" bash tests/fsck/run.sh "$O" >"$out" 2>&1 </dev/null
+	rc=$?
+	cat "$out"
+	count_tap "" "$out"
+	if [ "$rc" -eq 124 ] || [ "$rc" -gt 128 ]; then
+		record_fail "fsck: tests/fsck/run.sh $(describe_status "$rc")"
+	elif [ -n "$tap_plan" ] && [ $((tap_ok + tap_notok)) -lt "$tap_plan" ]; then
+		record_fail "fsck: only $((tap_ok + tap_notok)) of $tap_plan tests reported"
+	elif [ "$rc" -ne 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "fsck: tests/fsck/run.sh $(describe_status "$rc") without a 'not ok' line"
+	elif [ "$tap_ok" -eq 0 ] && [ "$tap_notok" -eq 0 ]; then
+		record_fail "fsck: tests/fsck/run.sh ran no test"
+	fi
+}
+
 # Decompresses every fixture once (sparse; again only when the .zst is newer) and
 # checks each decompressed file against tests/fixtures/MD5SUMS (one test each).
 prepare_fixtures() {
@@ -209,17 +229,18 @@ prepare_fixtures() {
 		if [ -f "$dst" ] && ! [ "$src" -nt "$dst" ]; then
 			continue
 		fi
-		rm -f "$dst" "$dst.tmp"
+		# A private temporary name: two runs may prepare the same build at once.
 		case "$f" in
 		*.zst)
 			echo "# decompressing $f"
-			if ! zstd -q -d --long=31 --sparse "$src" -o "$dst.tmp" ||
-				! mv -f "$dst.tmp" "$dst"; then
-				rm -f "$dst.tmp"
+			if ! zstd -q -d --long=31 --sparse "$src" -o "$dst.tmp.$$" ||
+				! mv -f "$dst.tmp.$$" "$dst"; then
+				rm -f "$dst.tmp.$$"
 				record_fail "fixtures: cannot decompress $src"
 			fi
 			;;
-		*) cp -p "$src" "$dst" || record_fail "fixtures: cannot copy $src" ;;
+		*) cp -p "$src" "$dst.tmp.$$" && mv -f "$dst.tmp.$$" "$dst" ||
+			record_fail "fixtures: cannot copy $src" ;;
 		esac
 	done
 	# A stamp per file keeps the md5 of the 1 GiB images to once per decompression.
@@ -354,6 +375,9 @@ unit)
 bats)
 	run_bats
 	;;
+fsck)
+	run_fsck_golden
+	;;
 kernel)
 	run_kernel
 	;;
@@ -361,6 +385,7 @@ all)
 	run_spdx
 	run_units "" "$O" "$UNIT_TIMEOUT"
 	run_bats
+	run_fsck_golden
 	build_check "clang -Werror" "$O/clang" CC=clang CFLAGS='-O2 -Werror'
 	build_check "gcc -Werror" "$O/gcc" CC=gcc CFLAGS='-O2 -Werror'
 	if build_check "clang ASan+UBSan" "$O/asan" CC=clang \
