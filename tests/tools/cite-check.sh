@@ -28,7 +28,7 @@ cd "$(dirname "$0")/../.." || exit 2
 : "${FORMAT_MD:=$PWD/doc/format.md}"
 SELF=tests/tools/cite-check.sh
 # The old outside specification, written so that this line does not match itself.
-STALE='FORMAT[.]md|CLI[.]md|shared/spec|[.][.]/shared'
+STALE='FORMAT[.]md|CLI[.]md|shared[/]spec|[.][.][/]shared'
 
 if [ ! -r "$FORMAT_MD" ]; then
 	echo "not ok - cite: cannot read $FORMAT_MD"
