@@ -43,7 +43,7 @@ struct fsck_state {
 	uint64_t per_code[PCM_P_COUNT];
 	json_object *problems;     /* JSON mode */
 	char first[200];           /* the first problem, for the not-a-pcache error */
-	bool declined, all_yes, dry_run;
+	bool declined, all_yes, quit, dry_run;
 };
 
 enum fsck_mode { MODE_CHECK, MODE_PREEN, MODE_YES, MODE_ASK };
@@ -207,24 +207,35 @@ static json_object *plan_json(const struct pcm_repair_plan *plan)
 	return o;
 }
 
-/* Interactive mode: one question per fix, e2fsck style (y, n, a = yes to all). */
+/*
+ * Interactive mode: one question per fix, e2fsck style (y, n, a = yes to all), and
+ * q = no to this one and all later ones (the end of input too).
+ */
 static bool ask(const struct pcm_problem *p, const char *what, void *arg)
 {
 	struct fsck_state *s = arg;
 	char line[16];
+	int c;
 
 	if (s->all_yes)
 		return true;
-	fprintf(stderr, "%s at %s: %s.\nFix: %s? [y/n/a] ", pcm_problem_def(p->code)->name,
-		p->where, p->detail, what);
-	if (!fgets(line, sizeof(line), stdin)) {
-		s->declined = true;
-		return false;
+	if (!s->quit) {
+		fprintf(stderr, "%s at %s: %s.\nFix: %s? [y/n/a/q] ", pcm_problem_def(p->code)->name,
+			p->where, p->detail, what);
+		if (!fgets(line, sizeof(line), stdin)) {
+			fputc('\n', stderr);
+			line[0] = 'q';
+		} else if (!strchr(line, '\n')) {
+			while ((c = getchar()) != EOF && c != '\n')
+				;   /* the rest of a long answer is not the next one */
+		}
+		if (line[0] == 'a' || line[0] == 'A')
+			s->all_yes = true;
+		if (line[0] == 'y' || line[0] == 'Y' || s->all_yes)
+			return true;
+		if (line[0] == 'q' || line[0] == 'Q')
+			s->quit = true;
 	}
-	if (line[0] == 'a' || line[0] == 'A')
-		s->all_yes = true;
-	if (line[0] == 'y' || line[0] == 'Y' || s->all_yes)
-		return true;
 	s->declined = true;
 	return false;
 }
