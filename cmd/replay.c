@@ -40,7 +40,7 @@ static int parse(int argc, char **argv, struct replay_args *a)
 	};
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, "+uqvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "uqvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': a->dirty_only = true; break;
 		case 'V': a->verify = true; break;

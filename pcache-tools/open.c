@@ -2,6 +2,7 @@
 /* Opening a device and its cache for a command, with the error lines CLI.md asks for. */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -46,6 +47,18 @@ int cli_open_cache(const char *path, unsigned flags, struct pcm_dev **dev,
 	pcm_dev_close(*dev);
 	*dev = NULL;
 	return EXIT_OPERATIONAL;
+}
+
+bool cli_same_device(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (stat(a, &sa) || stat(b, &sb))
+		return false;
+	if ((S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode)) ||
+	    (S_ISCHR(sa.st_mode) && S_ISCHR(sb.st_mode)))
+		return sa.st_rdev == sb.st_rdev;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 int cli_backing_size(const char *path, uint64_t *size)

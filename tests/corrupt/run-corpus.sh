@@ -104,6 +104,11 @@ def verdict(json_path, err_path, rc, expected, header):
     exp = set() if expected == "-" else set(expected.split(","))
     err = open(err_path, errors="replace").read()
     first = err.splitlines()[0] if err else ""
+    if exp == {"WRONG_BACKING"}:
+        if rc != 8 or "wrong backing device?" not in first:
+            return "expected WRONG_BACKING (exit 8, 'wrong backing device?') got exit %d, %s" % (
+                rc, codes_of(json_path) or first or "no error line")
+        return None
     if exp and exp <= NOT_PCACHE:
         if len(exp) != 1:
             return "bad case: several not-a-pcache codes"
