@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Appending to the key log the way the kernel writes it (FORMAT.md 6.2, 6.3,
- * 6.8): data placed from one data head in segments taken as the kernel takes
- * them (FORMAT.md 4), keys gathered in one open kset (n_open = 1), ksets
+ * Appending to the key log the way the kernel writes it (§6.2, §6.3,
+ * §6.8): data placed from one data head in segments taken as the kernel takes
+ * them (§4), keys gathered in one open kset (n_open = 1), ksets
  * closed with a terminator behind them, and a LAST kset plus a fresh log
  * segment when a kset does not fit.  No GC of its own (a caller may hand
  * segments back with pcm_appender_release_seg): when the free segments run
@@ -47,13 +47,13 @@ static int write_at(struct pcm_appender *a, struct pcm_pos p, const void *buf, s
 	return pcm_dev_write(a->c->dev, dev_off(a, p), buf, len);
 }
 
-/* Makes exactly [p, p+len) durable (6.8), unless the caller turned persists off. */
+/* Makes exactly [p, p+len) durable (§6.8), unless the caller turned persists off. */
 static int persist_at(struct pcm_appender *a, struct pcm_pos p, uint64_t len)
 {
 	return a->persist ? pcm_dev_persist(a->c->dev, dev_off(a, p), len) : 0;
 }
 
-/* Lowest free cseg at or after the hint, wrapping once to 0 (FORMAT.md 4). */
+/* Lowest free cseg at or after the hint, wrapping once to 0 (§4). */
 static uint32_t seg_find(const struct pcm_appender *a)
 {
 	uint32_t n = a->c->n_segs;
@@ -77,7 +77,7 @@ static uint32_t seg_take(struct pcm_appender *a)
 	return s;
 }
 
-/* 6.2 step 1: a zeroed fresh log segment, a LAST kset naming it, key_head moved there. */
+/* §6.2 step 1: a zeroed fresh log segment, a LAST kset naming it, key_head moved there. */
 static int log_hop(struct pcm_appender *a)
 {
 	struct pcm_kset_hdr h = { .magic = PCM_KSET_MAGIC, .flags = PCM_KSET_F_LAST };
@@ -102,7 +102,7 @@ static int log_hop(struct pcm_appender *a)
 	return rc;
 }
 
-/* Encodes the first n keys of a->keys as a sealed normal kset in a->buf (6.2 step 2). */
+/* Encodes the first n keys of a->keys as a sealed normal kset in a->buf (§6.2 step 2). */
 static uint32_t kset_encode(struct pcm_appender *a, unsigned n)
 {
 	struct pcm_kset_hdr h = { .key_num = n, .magic = PCM_KSET_MAGIC, .flags = 0 };
@@ -115,7 +115,7 @@ static uint32_t kset_encode(struct pcm_appender *a, unsigned n)
 	return z;
 }
 
-/* Writes the first n keys of a->keys as one kset at key_head (6.2 steps 1-4). */
+/* Writes the first n keys of a->keys as one kset at key_head (§6.2 steps 1-4). */
 static int kset_write(struct pcm_appender *a, unsigned n)
 {
 	uint32_t z = PCM_KSET_HDR_SIZE + PCM_KEY_SIZE * n;
@@ -148,7 +148,7 @@ static uint32_t head_rest(const struct pcm_appender *a)
 	return a->has_head ? PCM_DATA_SIZE - a->head.seg_off : 0;
 }
 
-/* Length of the next key of a write: cut at the 4 MiB window end and at the segment end (6.3). */
+/* Length of the next key of a write: cut at the 4 MiB window end and at the segment end (§6.3). */
 static uint32_t piece_len(uint64_t off, uint32_t len, uint32_t rest)
 {
 	uint64_t win = WINDOW_SIZE - (off & (WINDOW_SIZE - 1));
@@ -157,7 +157,7 @@ static uint32_t piece_len(uint64_t off, uint32_t len, uint32_t rest)
 	return n < rest ? (uint32_t)n : rest;
 }
 
-/* Log segments the full-kset closes caused by nkeys more keys would take (6.2 step 1). */
+/* Log segments the full-kset closes caused by nkeys more keys would take (§6.2 step 1). */
 static uint64_t plan_log(const struct pcm_appender *a, uint64_t nkeys)
 {
 	uint64_t full = (a->n_open + nkeys) / PCM_KSET_KEYS_MAX, segs = 0;
@@ -207,7 +207,7 @@ static int write_check(const struct pcm_appender *a, uint64_t off, uint32_t len,
 	return 0;
 }
 
-/* Makes sure there is a data head, taking a fresh segment for it (6.3). */
+/* Makes sure there is a data head, taking a fresh segment for it (§6.3). */
 static int head_ensure(struct pcm_appender *a)
 {
 	if (a->has_head)
@@ -245,7 +245,7 @@ static int key_add(struct pcm_appender *a, const struct pcm_key *k)
 	return a->n_open == PCM_KSET_KEYS_MAX ? pcm_append_flush(a) : 0;
 }
 
-/* One key of a write: place the data, then append its key (6.3, 6.8 rule 1). */
+/* One key of a write: place the data, then append its key (§6.3, §6.8 rule 1). */
 static int write_piece(struct pcm_appender *a, uint64_t off, const uint8_t *data, uint32_t len,
 		       uint32_t flags, uint32_t *done)
 {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Opening a cache: the kernel's load checks 1-9 (FORMAT.md 5.5). */
+/* Opening a cache: the kernel's load checks 1-9 (§5.5). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

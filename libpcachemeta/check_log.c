@@ -164,7 +164,7 @@ static void chk_alias(struct logchk *l)
 	}
 }
 
-/* FORMAT.md 12.9: a kset claiming more than its segment holds, whatever its CRC says. */
+/* §12.9: a kset claiming more than its segment holds, whatever its CRC says. */
 static void chk_oversize_claim(struct logchk *l, struct pcm_pos at, uint64_t off, const char *where)
 {
 	uint8_t buf[PCM_KSET_HDR_SIZE];

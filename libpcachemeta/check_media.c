@@ -9,7 +9,7 @@
  * nothing uses.
  *
  * The kernel reads metadata and ksets with machine-check-safe copies: a media
- * error there fails the load (FORMAT.md 3.2, 6.4), as does one in key data
+ * error there fails the load (§3.2, §6.4), as does one in key data
  * when DATA_CRC makes it verify every key at load.  Bad blocks anywhere else
  * do not change whether the cache loads, so they leave the verdict alone.
  */

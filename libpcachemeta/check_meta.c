@@ -98,7 +98,7 @@ static int chk_cache_info(struct chk *k)
 	return 0;
 }
 
-/* Unused bytes that a format zeroes (FORMAT.md 1.2, 1.3); relative to base. */
+/* Unused bytes that a format zeroes (§1.2, §1.3); relative to base. */
 static const struct { uint32_t from, to; } seg_unused[] = {
 	{ PCM_SEG_INFO_SIZE, PCM_SEG_INFO_SLOT },
 	{ PCM_SEG_INFO_SLOT + PCM_SEG_INFO_SIZE, PCM_SEG_CTRL_OFF },
@@ -204,7 +204,7 @@ static int chk_segment(struct chk *k, uint32_t i, uint32_t d, struct pcm_seg_inf
 	return 0;
 }
 
-/* The static chain, in the kernel's order of checks (FORMAT.md 4, 5.5 step 8). */
+/* The static chain, in the kernel's order of checks (§4, §5.5 step 8). */
 static int chk_chain(struct chk *k)
 {
 	uint8_t *seen = calloc(k->seg_num, 1);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Encode/decode of every on-media record (FORMAT.md section 2). */
+/* Encode/decode of every on-media record (§2). */
 #include <string.h>
 
 #include "le.h"

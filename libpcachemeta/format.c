@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Format: the image the kernel itself leaves after formatting a zeroed
- * device on first load (FORMAT.md 5.2, 5.3), record for record.  The order
+ * device on first load (§5.2, §5.3), record for record.  The order
  * differs from the kernel's only in that cache_info, the commit record, is
  * written last, after everything else is durable.
  */
@@ -55,7 +55,7 @@ static int write_seg_info(struct pcm_dev *dev, uint32_t dseg, int slot, uint8_t 
 			 sizeof(buf));
 }
 
-/* One segment as 5.2 step 7 leaves it. */
+/* One segment as §5.2 step 7 leaves it. */
 static int format_segment(struct pcm_dev *dev, uint32_t i)
 {
 	const uint32_t type = PCM_SEGI_TYPE_DATA << PCM_SEGI_TYPE_SHIFT;

@@ -222,7 +222,7 @@ static int window_first(struct pcm_index *idx, struct window *w, const struct pc
 
 /*
  * The pieces that replace the overlapped extents: T's front, K, T's back
- * (FORMAT.md 6.6; an EMPTY T loses everything from K's start on).
+ * (§6.6; an EMPTY T loses everything from K's start on).
  */
 static uint32_t pieces(const struct pcm_extent *first, const struct pcm_extent *last,
 		       const struct pcm_extent *k, struct pcm_extent put[3])

@@ -5,7 +5,7 @@
  * sorts them by offset (radix, stable), resolves each window's batch with a
  * sweep where the newest key wins, and merges the result into the window's
  * extents in one pass.  The result is the one pcm_index_insert() would build
- * key by key (FORMAT.md 6.6), EMPTY keys excepted: the caller inserts those
+ * key by key (§6.6), EMPTY keys excepted: the caller inserts those
  * singly, after flushing the batch.
  */
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * On-media layouts as byte arrays.  Only the codec touches these; every size
- * and offset is asserted against FORMAT.md section 2 at compile time.
+ * and offset is asserted against §2 at compile time.
  */
 #ifndef PCM_ONDISK_H
 #define PCM_ONDISK_H
@@ -112,7 +112,7 @@ OD_ASSERT(od_key, seg_gen, 24);
 OD_ASSERT(od_key, data_crc, 32);
 OD_ASSERT(od_key, reserved, 36);
 
-/* Layout constants that FORMAT.md derives from each other. */
+/* Layout constants that §1 and §2 derive from each other. */
 _Static_assert(PCM_DATA_SIZE == PCM_SEG_SIZE - PCM_DATA_OFF, "data area size");
 _Static_assert(PCM_DATA_SIZE % PCM_SECTOR == 0, "data area sector multiple");
 _Static_assert(PCM_KSET_SIZE_MAX == 5144, "max kset size");

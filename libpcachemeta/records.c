@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Reading the replicated metadata records from a device (FORMAT.md 3.1). */
+/* Reading the replicated metadata records from a device (§3.1). */
 #include <errno.h>
 #include <string.h>
 

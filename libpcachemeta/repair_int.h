@@ -37,7 +37,7 @@ bool seen_has(const struct rplan *r, enum pcm_problem_code code, uint64_t offset
 
 /* Rewrites replica `slot` of a record with `rec` (payload), seq and crc set. */
 int rec_write(struct pcm_dev *dev, uint64_t off, uint8_t *rec, size_t size, uint8_t seq);
-/* Advance-then-write of a replicated record whose payload is new (FORMAT.md 3.3). */
+/* Advance-then-write of a replicated record whose payload is new (§3.3). */
 int rec_update(struct pcm_dev *dev, uint64_t off0, uint64_t off1, size_t size, uint8_t *rec);
 /* Writes a tail (0 key, 1 dirty) to the slot not holding the newest valid copy. */
 int tail_write(struct pcm_dev *dev, int which, struct pcm_pos pos);

@@ -2,7 +2,7 @@
 /*
  * Replay: the kernel's load steps 10 and 11.  Walks the log from key_tail,
  * decodes and checks every key, skips stale ones, builds the extent index,
- * and records key_head, segments in use and references (FORMAT.md 6.4-6.7).
+ * and records key_head, segments in use and references (§6.4-§6.7).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Dual-replica records: the kernel's choice of replica (FORMAT.md 3.2). */
+/* Dual-replica records: the kernel's choice of replica (§3.2). */
 #include "ondisk.h"
 
 int pcm_replica_pick(const uint8_t *const rec[PCM_REPLICAS], size_t size,

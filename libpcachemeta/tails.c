@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Writing the records that move at run time: key_tail, dirty_tail and the
- * segment gens (FORMAT.md 3.3).  Each write is one 16-byte record built,
+ * segment gens (§3.3).  Each write is one 16-byte record built,
  * sealed, copied to its slot and persisted before the in-memory state moves,
  * so a caller may rely on "returned 0" meaning "the kernel reads this now".
  */

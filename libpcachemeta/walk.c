@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Walking the key log as the kernel's replay does (FORMAT.md 6.4): one
+ * Walking the key log as the kernel's replay does (§6.4): one
  * 5144-byte buffer whose tail carries over between reads, end at the first
  * kset failing magic/key_num/crc, hop at LAST ksets with the seg_num cap.
  */

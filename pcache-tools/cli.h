@@ -10,7 +10,7 @@
 
 #include "pcachemeta.h"
 
-/* Exit codes (CLI.md): bits OR together, as e2fsck's. */
+/* Exit codes (doc/exit-codes.md): bits OR together, as e2fsck's. */
 enum {
 	EXIT_OK = 0,
 	EXIT_FIXED = 1,

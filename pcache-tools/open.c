@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Opening a device and its cache for a command, with the error lines CLI.md asks for. */
+/* Opening a device and its cache for a command, with the error lines of doc/exit-codes.md. */
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-/* ---- layout constants (FORMAT.md 1.1, 2.9) ---- */
+/* ---- layout constants (§1.1, §2.9) ---- */
 #define PCM_SB_OFF            4096u
 #define PCM_CACHE_INFO_OFF    8192u
 #define PCM_CACHE_INFO_SLOT   4096u
@@ -73,7 +73,7 @@ extern "C" {
 #define PCM_KEY_F_EMPTY       0x1u
 #define PCM_KEY_F_CLEAN       0x2u
 
-/* ---- CRC (FORMAT.md 0.1): raw register update, no inversions ---- */
+/* ---- CRC (§0.1): raw register update, no inversions ---- */
 uint32_t pcm_crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t pcm_kcrc(const void *buf, size_t len);
 const char *pcm_crc32c_impl(void);
@@ -187,7 +187,7 @@ static inline uint64_t pcm_seg_base(uint32_t dseg)
 	return PCM_SEGMENTS_OFF + (uint64_t)dseg * PCM_SEG_SIZE;
 }
 
-/* ---- replicas (FORMAT.md 3) ---- */
+/* ---- replicas (§3) ---- */
 enum { PCM_REPLICAS = 2 };
 
 /*
@@ -262,7 +262,7 @@ int pcm_read_seg_info(struct pcm_dev *dev, uint32_t dseg,
 int pcm_read_seg_gen(struct pcm_dev *dev, uint32_t dseg,
 		     struct pcm_seg_gen g[PCM_REPLICAS], struct pcm_rep_state *st);
 
-/* Superblock verdict (FORMAT.md 5.5 steps 1-4). */
+/* Superblock verdict (§5.5 steps 1-4). */
 enum pcm_sb_verdict {
 	PCM_SB_OK = 0,
 	PCM_SB_TOO_SMALL,      /* device < 512 MiB */
@@ -325,13 +325,13 @@ int pcm_cache_open_relaxed(struct pcm_dev *dev, struct pcm_cache **out);
 void pcm_cache_close(struct pcm_cache *c);   /* does not close dev */
 const char *pcm_open_error_str(const struct pcm_open_status *st);
 
-/* Device offset of a position in cache segment cseg (FORMAT.md 1.3). */
+/* Device offset of a position in cache segment cseg (§1.3). */
 static inline uint64_t pcm_pos_dev_off(const struct pcm_cache *c, uint32_t cseg, uint32_t seg_off)
 {
 	return pcm_seg_base(c->dseg[cseg]) + PCM_DATA_OFF + seg_off;
 }
 
-/* ---- format (FORMAT.md 5.2/5.3) ---- */
+/* ---- format (§5.2, §5.3) ---- */
 struct pcm_format_opts {
 	bool data_crc;
 	unsigned gc_percent;      /* 0..90 */
@@ -351,7 +351,7 @@ int pcm_format_plan(uint64_t dev_size, const struct pcm_format_opts *o,
 int pcm_format_write(struct pcm_dev *dev, const struct pcm_format_plan *plan,
 		     void (*progress)(uint64_t done, uint64_t total, void *arg), void *arg);
 
-/* ---- the key log walk (FORMAT.md 6.4) ---- */
+/* ---- the key log walk (§6.4) ---- */
 enum pcm_walk_event {
 	PCM_WALK_KSET = 1,       /* a normal kset: keys available */
 	PCM_WALK_LAST,           /* a LAST kset: the walk hops to next_cseg:0 */
@@ -405,7 +405,7 @@ bool pcm_walk_find_root(const struct pcm_cache *c, uint32_t exclude, struct pcm_
 /* The first kset boundary at or after pos, walking pos's segment from data offset 0. */
 bool pcm_walk_boundary_after(const struct pcm_cache *c, struct pcm_pos pos, struct pcm_pos *out);
 
-/* Key decode checks (FORMAT.md 6.5); returns 0 or a PCM_KEY_* code. */
+/* Key decode checks (§6.5); returns 0 or a PCM_KEY_* code. */
 enum pcm_key_verdict {
 	PCM_KEY_OK = 0,
 	PCM_KEY_BAD_LEN,         /* len 0 or beyond the backing device */
@@ -425,7 +425,7 @@ static inline bool pcm_pos_eq(struct pcm_pos a, struct pcm_pos b)
 	return a.cseg == b.cseg && a.seg_off == b.seg_off;
 }
 
-/* ---- extent index (FORMAT.md 6.6): 4 MiB windows, later keys win ---- */
+/* ---- extent index (§6.6): 4 MiB windows, later keys win ---- */
 enum pcm_extent_flags {
 	PCM_EXT_CLEAN    = 0x1,   /* key had CLEAN */
 	PCM_EXT_EMPTY    = 0x2,   /* key had EMPTY */
@@ -467,7 +467,7 @@ uint64_t pcm_index_mem(const struct pcm_index *idx);
 /* Extent covering logical offset off (in the window of off), or NULL. */
 const struct pcm_extent *pcm_index_lookup(const struct pcm_index *idx, uint64_t off);
 
-/* ---- replay (FORMAT.md 5.5 steps 10-11, 6.4-6.7) ---- */
+/* ---- replay (§5.5 steps 10-11, §6.4-§6.7) ---- */
 struct pcm_replay_opts {
 	bool verify_data;          /* check data CRCs as the kernel does at load */
 	bool keep_going;           /* on a bad key: record it, skip it, go on */
@@ -726,7 +726,7 @@ int pcm_undo_apply(const char *path, struct pcm_dev *dev, uint64_t *ranges);
 /* Applies a plan's writes to dev in order, each persisted, saving to u first if not NULL. */
 int pcm_repair_apply(struct pcm_dev *dev, const struct pcm_repair_plan *p, struct pcm_undo *u);
 
-/* ---- appending to the log (FORMAT.md 6.2, 6.3, 6.8): one open kset, no GC ---- */
+/* ---- appending to the log (§6.2, §6.3, §6.8): one open kset, no GC ---- */
 struct pcm_appender;
 /* Told of each normal kset once written: its keys in slot order and where it lies. */
 typedef void (*pcm_kset_hook)(const struct pcm_key *keys, unsigned n, struct pcm_pos at,
@@ -765,7 +765,7 @@ void pcm_appender_free(struct pcm_appender *a);
 /* Flushes and frees; returns the flush result. */
 int pcm_appender_close(struct pcm_appender *a);
 
-/* ---- run-time record writes (FORMAT.md 3.3), appender segments, index scans ---- */
+/* ---- run-time record writes (§3.3), appender segments, index scans ---- */
 /*
  * key_tail (which 0) or dirty_tail (which 1) := pos, seq = newest + 1, persisted; c's tail
  * is updated.  in_place false writes the slot not holding the newest copy (crash-safe,
@@ -776,7 +776,7 @@ int pcm_tail_write(struct pcm_cache *c, int which, struct pcm_pos pos, bool in_p
 /* Segment gen := gen with the advance-then-write rule (other slot, seq + 1), persisted. */
 int pcm_gen_write(struct pcm_cache *c, uint32_t cseg, uint64_t gen);
 /*
- * Takes a free segment (lowest free from the allocation hint, FORMAT.md 4) for a caller
+ * Takes a free segment (lowest free from the allocation hint, §4) for a caller
  * that places data itself, but only while more than keep segments stay free; -ENOSPC.
  */
 int pcm_appender_take_seg(struct pcm_appender *a, uint32_t keep, uint32_t *cseg);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Opening and closing the engine: the kernel's load (FORMAT.md 5.5) on the
- * cache device, its replay (6.4), then the state the kernel keeps after a
- * load (6.7): the index (sharded), reference counts, segments in use, no
+ * Opening and closing the engine: the kernel's load (§5.5) on the
+ * cache device, its replay (§6.4), then the state the kernel keeps after a
+ * load (§6.7): the index (sharded), reference counts, segments in use, no
  * data heads, empty open ksets.  Nothing is written by opening.
  */
 #include <errno.h>

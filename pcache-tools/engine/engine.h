@@ -5,7 +5,7 @@
  * It opens a cache device and its backing device the way the kernel loads
  * them (checks, replay), then serves reads and writes, writes dirty data
  * back and runs GC, leaving on the media only states the kernel itself could
- * have produced (FORMAT.md 6.8), so the kernel loads the cache afterwards.
+ * have produced (§6.8), so the kernel loads the cache afterwards.
  *
  * Threads: every call may be made from several threads at once.  Reads run
  * in parallel (the index is sharded by 4 MiB window, as the kernel's
@@ -74,7 +74,7 @@ void pce_status(struct pce *e, struct pce_status *st);
 /* The loaded cache (read-only use: its tails move under the engine's locks). */
 const struct pcm_cache *pce_cache(const struct pce *e);
 
-/* ---- writeback (FORMAT.md 7.2): kset by kset from dirty_tail to key_head ---- */
+/* ---- writeback (§7.2): kset by kset from dirty_tail to key_head ---- */
 struct pce_range {
 	uint64_t off, len;
 };
@@ -129,7 +129,7 @@ int pce_writeback(struct pce *e, const struct pce_wb_opts *o, struct pce_wb_resu
 void pce_wb_result_free(struct pce_wb_result *res);
 const char *pce_wb_stop_str(enum pce_wb_stop s);
 
-/* ---- GC (FORMAT.md 8) ---- */
+/* ---- GC (§8) ---- */
 struct pce_gc_result {
 	uint64_t ksets, last_ksets, reclaimed;
 	bool triggered;           /* the kernel's trigger held at the start */

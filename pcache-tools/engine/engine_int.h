@@ -39,14 +39,14 @@ struct pce_shard {
 	struct pcm_index *idx;
 } __attribute__((aligned(PCE_CACHELINE)));
 
-/* A data head (FORMAT.md 6.3): where the next data of its CPU goes. */
+/* A data head (§6.3): where the next data of its CPU goes. */
 struct pce_head {
 	pthread_mutex_t lock;
 	bool valid;
 	uint32_t cseg, off;
 } __attribute__((aligned(PCE_CACHELINE)));
 
-/* An open kset (FORMAT.md 6.2): keys waiting to be written as one kset. */
+/* An open kset (§6.2): keys waiting to be written as one kset. */
 struct pce_oks {
 	pthread_mutex_t lock;
 	unsigned n;
@@ -63,7 +63,7 @@ struct pce {
 	uint32_t ro_segs_used;
 	pthread_mutex_t log_lock;         /* appender, tails, gens on media */
 	pthread_mutex_t wb_lock, gc_lock, room_lock;
-	int32_t *refs;                    /* per cseg, atomic (FORMAT.md 8.3) */
+	int32_t *refs;                    /* per cseg, atomic (§8.3) */
 	struct pce_shard *shards;
 	unsigned n_shards;
 	struct pce_head *heads;
@@ -95,7 +95,7 @@ void pce_ref_get(struct pce *e, uint32_t cseg);
 bool pce_ref_put(struct pce *e, uint32_t cseg);
 /* Space for up to *len bytes at this CPU's data head; takes the key's reference. */
 int pce_head_reserve(struct pce *e, uint32_t *len, struct pcm_pos *at, uint64_t *gen);
-/* Gen bump persisted, then the segment is free for reuse (FORMAT.md 8.3). */
+/* Gen bump persisted, then the segment is free for reuse (§8.3). */
 int pce_seg_reclaim(struct pce *e, uint32_t cseg);
 void pce_heads_drop(struct pce *e);
 
@@ -113,7 +113,7 @@ bool pce_persisting(const struct pce *e);
 /* Makes room for a write that found no free segment: flush, writeback, GC. */
 int pce_make_room(struct pce *e);
 
-/* scratch.c: the single-window index writeback uses per kset (FORMAT.md 7.2 step 6) */
+/* scratch.c: the single-window index writeback uses per kset (§7.2 step 6) */
 struct pce_scratch {
 	struct pcm_extent *v;
 	size_t n, cap;

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * GC (FORMAT.md 8): FIFO over the log from key_tail, never past dirty_tail,
+ * GC (§8): FIFO over the log from key_tail, never past dirty_tail,
  * while the kernel's trigger holds.  A normal kset drops one reference per
  * key; a LAST kset frees the log segment it ends.
  *
  * Two deliberate differences from the kernel, both closing its crash window
- * (FORMAT.md 12 item 4) while producing only states the kernel produces too:
+ * (§12.4) while producing only states the kernel produces too:
  * - key_tail is persisted BEFORE the gens of segments whose count reached 0
  *   are bumped; a crash in between leaves an unreferenced segment with its
  *   old gen (free at the next load, as when a data head held the last
@@ -18,7 +18,7 @@
 
 #include "engine_int.h"
 
-/* Conditions 2 and 4 of FORMAT.md 8.1 (condition 3 is the walk itself). */
+/* Conditions 2 and 4 of §8.1 (condition 3 is the walk itself). */
 static bool gc_trigger(struct pce *e)
 {
 	const struct pcm_cache *c = e->c;
@@ -64,7 +64,7 @@ static int gc_last(struct pce *e, const struct pcm_walk *w, bool *stop)
 	return rc;
 }
 
-/* Decode (6.5) with the data CRC check, as the kernel; stale keys' data is gone: skip it. */
+/* Decode (§6.5) with the data CRC check, as the kernel; stale keys' data is gone: skip it. */
 static int gc_check(struct pce *e, const struct pcm_walk *w, unsigned i, struct pcm_key *k,
 		    bool *live)
 {

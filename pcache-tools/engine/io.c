@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Reads and writes (FORMAT.md 6.3, 6.6, 9.4).
+ * Reads and writes (§6.3, §6.6, §9.4).
  *
  * A read is cut at 4 MiB windows; in each, the window's extents are walked
  * under its shard lock: current extents are copied from the cache, holes and
@@ -10,7 +10,7 @@
  *
  * A write is cut into keys at windows and segment ends; each key's data is
  * placed at this CPU's data head and made durable before the key enters the
- * index and its open kset (FORMAT.md 6.8 rule 1).
+ * index and its open kset (§6.8 rule 1).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,7 +47,7 @@ static int hole_add(struct holes *h, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Current data for the kernel: not EMPTY and not stale (FORMAT.md 6.6, 8.3). */
+/* Current data for the kernel: not EMPTY and not stale (§6.6, §8.3). */
 static bool extent_live(const struct pce *e, const struct pcm_extent *t)
 {
 	return !(t->flags & PCM_EXT_EMPTY) && t->seg_gen >= e->c->gen[t->cseg];
@@ -116,7 +116,7 @@ int pce_read(struct pce *e, uint64_t off, void *buf, size_t len)
 	return 0;
 }
 
-/* The data of one key, durable before its key exists (FORMAT.md 6.8 rule 1). */
+/* The data of one key, durable before its key exists (§6.8 rule 1). */
 static int data_put(struct pce *e, struct pcm_pos at, const uint8_t *src, uint32_t n)
 {
 	uint64_t off = pce_data_off(e, at.cseg, at.seg_off);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Open ksets (FORMAT.md 6.2): keys of window w gather in open kset
+ * Open ksets (§6.2): keys of window w gather in open kset
  * w mod n_open and are written as one kset at 128 keys, on FUA, on FLUSH and
  * at close.  A key enters the index and its open kset under the same lock,
  * so for every window the log order is the index order and a replay after a

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Segment references, data heads and reclaim (FORMAT.md 6.3, 8.3).
+ * Segment references, data heads and reclaim (§6.3, §8.3).
  *
  * A data segment holds one reference per key pointing into it from key_tail
  * on (or still in an open kset), plus one while it is a data head.  A key's

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The scratch index of writeback (FORMAT.md 7.2 step 6): the insertion rules
- * of 6.6 over ONE window, so within a kset a later key wins over an earlier
+ * The scratch index of writeback (§7.2 step 6): the insertion rules
+ * of §6.6 over ONE window, so within a kset a later key wins over an earlier
  * one across the whole logical range (a crafted key crossing a 4 MiB window
  * cuts extents past the window end here, unlike in the live index).  A
  * sorted array: a kset holds at most 128 keys.

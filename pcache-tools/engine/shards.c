@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The live index, split into shards by 4 MiB window.  The kernel keeps one
- * tree per window with its own lock; windows never interact (FORMAT.md 6.6),
+ * tree per window with its own lock; windows never interact (§6.6),
  * so a shard holding many windows behaves the same and bounds the number of
  * mutexes.  Each shard is a libpcachemeta index under one mutex.
  */

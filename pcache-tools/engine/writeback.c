@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Writeback (FORMAT.md 7.2): from dirty_tail to key_head, kset by kset in
+ * Writeback (§7.2): from dirty_tail to key_head, kset by kset in
  * log order.  Each kset's keys go through a scratch index (later keys win);
  * a batch of consecutive ksets is merged the same way (later ksets win, so
  * the batch leaves the backing device as writing the ksets one after the
@@ -97,7 +97,7 @@ static int list_kset(struct wb_run *r)
 	return 0;
 }
 
-/* Decode (6.5) and insert key i; 1 when it fails: the kset is not written back. */
+/* Decode (§6.5) and insert key i; 1 when it fails: the kset is not written back. */
 static int kset_key(struct wb_run *r, unsigned i)
 {
 	const struct pcm_cache *c = r->e->c;
@@ -182,7 +182,7 @@ static int gather(struct wb_run *r)
 	return -1;
 }
 
-/* dirty_tail := done, after the data it covers is durable (FORMAT.md 7.3). */
+/* dirty_tail := done, after the data it covers is durable (§7.3). */
 static int persist_tail(struct wb_run *r)
 {
 	struct pce *e = r->e;

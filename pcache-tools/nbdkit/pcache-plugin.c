@@ -21,7 +21,7 @@
  *
  * A background thread (started in .after_fork) does what the kernel's
  * workers do while the target is loaded: it closes open ksets within a
- * second of their first key, writes dirty data back (FORMAT.md 7.2) and runs
+ * second of their first key, writes dirty data back (§7.2) and runs
  * GC while its trigger holds.  .cleanup stops it and closes the engine,
  * which writes every open kset: nothing acknowledged is lost at a clean
  * shutdown.  A failed final flush makes nbdkit exit with status 1.
@@ -176,7 +176,7 @@ static void pcache_dump_plugin(void)
 
 /*
  * gc_percent=N: what 'dmsetup message DEV 0 gc_percent N' does: the gc_percent
- * bits replaced and cache_info written advance-then-write (FORMAT.md 3.3, 9.3).
+ * bits replaced and cache_info written advance-then-write (§3.3, §9.3).
  * A cache that does not load is left alone: pce_open reports it.
  */
 static int set_gc_percent(const char *path, unsigned pct)
@@ -331,7 +331,7 @@ static uint64_t now_ms(void)
 
 /*
  * One round; returns the milliseconds to wait before the next (0: at once).
- * The kernel's timing (FORMAT.md 2.9): open ksets closed within a second;
+ * The kernel's timing (§2.9): open ksets closed within a second;
  * writeback goes on while it finds dirty ksets and looks again 5 s after it
  * found none; GC every 5 s, and here also after each writeback round.
  */

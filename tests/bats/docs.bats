@@ -217,3 +217,53 @@ EOF
 	run --separate-stderr "$PCACHE" undo "$undo" "$img"
 	assert_status 8
 }
+
+@test "every § cited in the repository is a section of doc/format.md" {
+	run --separate-stderr bash "$REPO_ROOT/tests/tools/cite-check.sh"
+	[ "$status" -eq 0 ] || die "cite-check.sh exit $status: $(grep '^not ok' <<<"$output") $stderr"
+	! grep -q '^not ok' <<<"$output" || die "not ok lines: $output"
+	# the citations the code is known to make are found
+	for s in 0.1 5.5 6.4 6.6 10.4 12.9; do
+		grep -q "^ok - cite: §$s (" <<<"$output" || die "§$s not reported: $output"
+	done
+	[ "$(grep -c '^ok - cite: ' <<<"$output")" -ge 30 ] || die "too few sections cited: $output"
+}
+
+@test "cite-check.sh fails, naming the section, when a cited heading is missing" {
+	doc="$BATS_TEST_TMPDIR/format.md"
+	grep -q '^### 6\.4 ' "$REPO_ROOT/doc/format.md" || die "doc/format.md has no heading 6.4"
+	sed '/^### 6\.4 /d' "$REPO_ROOT/doc/format.md" >"$doc"
+	run --separate-stderr env CITE_FORMAT_MD="$doc" bash "$REPO_ROOT/tests/tools/cite-check.sh"
+	assert_status 1
+	grep -qE '^not ok - cite: §6\.4 cited at [^ ]+:[0-9]+ has no section in doc/format\.md$' <<<"$output" ||
+		die "no 'not ok' line for §6.4: $output"
+	[ "$(grep -c '^not ok' <<<"$output")" -eq 1 ] || die "other failures: $(grep '^not ok' <<<"$output")"
+	grep -q '^ok - cite: §6\.5 (' <<<"$output" || die "§6.5 no longer ok: $output"
+	# the same through the argument, and for a top-level heading
+	sed '/^## 4\. /d' "$REPO_ROOT/doc/format.md" >"$doc"
+	run --separate-stderr bash "$REPO_ROOT/tests/tools/cite-check.sh" "$doc"
+	assert_status 1
+	grep -qE '^not ok - cite: §4 cited at ' <<<"$output" || die "no 'not ok' line for §4: $output"
+}
+
+@test "test_doc_vectors fails when a test vector of doc/format.md is wrong or missing" {
+	prog="$PCACHE_BUILD/tests/test_doc_vectors"
+	[ -x "$prog" ] || die "$prog is not built"
+	mkdir -p "$BATS_TEST_TMPDIR/src/doc"
+	doc="$BATS_TEST_TMPDIR/src/doc/format.md"
+	cp "$REPO_ROOT/doc/format.md" "$doc"
+	run --separate-stderr env PCACHE_SRCDIR="$BATS_TEST_TMPDIR/src" "$prog"
+	assert_status 0
+	# a wrong CRC in §11.2
+	sed 's/^| V4c | cache_info | 24 | 0xA6A5336C |/| V4c | cache_info | 24 | 0xA6A5336D |/' \
+		"$REPO_ROOT/doc/format.md" >"$doc"
+	! cmp -s "$doc" "$REPO_ROOT/doc/format.md" || die "the V4c row was not found to alter"
+	run --separate-stderr env PCACHE_SRCDIR="$BATS_TEST_TMPDIR/src" "$prog"
+	[ "$status" -ne 0 ] || die "a wrong V4c crc passed: $output"
+	grep -q '^not ok - §11.2 V4c' <<<"$output" || die "V4c not named: $output"
+	# a row fewer in §11.4
+	grep -v '^| R13 ' "$REPO_ROOT/doc/format.md" >"$doc"
+	run --separate-stderr env PCACHE_SRCDIR="$BATS_TEST_TMPDIR/src" "$prog"
+	[ "$status" -ne 0 ] || die "a missing replica row passed: $output"
+	grep -q '^not ok - §11.4: 12 replica cases found' <<<"$output" || die "count not checked: $output"
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: GPL-2.0-or-later
-# The global options of `pcache` and what every command must do (CLI.md "Global").
+# The global options of `pcache` and what every command must do (pcache(8), GLOBAL OPTIONS).
 
 load helpers
 

@@ -1486,7 +1486,7 @@ static void run_append(bool hop)
 	mfd_close(&work);
 }
 
-/* A writer that persists a key before its data (6.8 rule 1 broken on purpose). */
+/* A writer that persists a key before its data (§6.8 rule 1 broken on purpose). */
 static void op_key_first(void *arg, struct pcm_dev *dev, struct rec *r)
 {
 	struct app *a = arg;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * test_append.c - model-based tests of the log appender (FORMAT.md 6.2,
- * 6.3, 6.8).  Each case formats a sparse temporary image, appends through
+ * test_append.c - model-based tests of the log appender (§6.2,
+ * §6.3, §6.8).  Each case formats a sparse temporary image, appends through
  * pcm_append_*, keeps a byte array of the logical content it expects, then
  * loads the image again (pcm_cache_open + pcm_replay_run, as a kernel load)
  * and compares what the index serves, sector by sector, with the model.
@@ -569,7 +569,7 @@ out:
 	img_destroy(&im);
 }
 
-/* Whether a kset of z bytes still goes at log offset o (6.2 step 1), or a LAST kset does. */
+/* Whether a kset of z bytes still goes at log offset o (§6.2 step 1), or a LAST kset does. */
 static bool kset_fits(uint32_t o, uint32_t z)
 {
 	return PCM_DATA_SIZE - o >= z + PCM_KSET_HDR_SIZE;
@@ -623,7 +623,7 @@ out:
 	img_destroy(&im);
 }
 
-/* 6.2 step 1 at its edges: rest Z + 24 still fits, rest Z + 8 does not. */
+/* §6.2 step 1 at its edges: rest Z + 24 still fits, rest Z + 8 does not. */
 static void test_last_edges(void)
 {
 	static uint8_t data[4096];

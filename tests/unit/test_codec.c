@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * test_codec.c - unit tests for the libpcachemeta record codec: round trips,
- * the little-endian byte layout of every field (FORMAT.md 2), the test
- * vectors of FORMAT.md 11.2, seg_num derivation (1.2), superblock verdicts
- * (5.5 steps 1-4) and the format plan (5.2/5.3).
+ * the little-endian byte layout of every field (§2), the test
+ * vectors of §11.2, seg_num derivation (§1.2), superblock verdicts
+ * (§5.5 steps 1-4) and the format plan (§5.2, §5.3).
  */
 #include "pcachemeta.h"
 #include "tap.h"
@@ -296,13 +296,13 @@ static bool same_key_t_(const key_t_ *a, const key_t_ *b)
 
 static void test_layout(void)
 {
-	/* 2.2 superblock */
+	/* §2.2 superblock */
 	FIELD(sb_t, pcm_sb_encode, pcm_sb_decode, 24, crc, 0, 4);
 	FIELD(sb_t, pcm_sb_encode, pcm_sb_decode, 24, flags, 4, 4);
 	FIELD(sb_t, pcm_sb_encode, pcm_sb_decode, 24, magic, 8, 8);
 	FIELD(sb_t, pcm_sb_encode, pcm_sb_decode, 24, seg_num, 16, 4);
 	FIELD(sb_t, pcm_sb_encode, pcm_sb_decode, 24, pad, 20, 4);
-	/* 2.1 + 2.3 cache_info */
+	/* §2.1 + §2.3 cache_info */
 	FIELD(ci_t, pcm_cache_info_encode, pcm_cache_info_decode, 24, h.crc, 0, 4);
 	FIELD(ci_t, pcm_cache_info_encode, pcm_cache_info_decode, 24, h.seq, 4, 1);
 	FIELD(ci_t, pcm_cache_info_encode, pcm_cache_info_decode, 24, h.version, 5, 1);
@@ -311,32 +311,32 @@ static void test_layout(void)
 	FIELD(ci_t, pcm_cache_info_encode, pcm_cache_info_decode, 24, n_segs, 12, 4);
 	FIELD(ci_t, pcm_cache_info_encode, pcm_cache_info_decode, 24, flags, 16, 4);
 	FIELD(ci_t, pcm_cache_info_encode, pcm_cache_info_decode, 24, reserved, 20, 4);
-	/* 2.4 position record */
+	/* §2.4 position record */
 	FIELD(pos_t, pcm_pos_rec_encode, pcm_pos_rec_decode, 16, h.crc, 0, 4);
 	FIELD(pos_t, pcm_pos_rec_encode, pcm_pos_rec_decode, 16, h.seq, 4, 1);
 	FIELD(pos_t, pcm_pos_rec_encode, pcm_pos_rec_decode, 16, h.version, 5, 1);
 	FIELD(pos_t, pcm_pos_rec_encode, pcm_pos_rec_decode, 16, h.res, 6, 2);
 	FIELD(pos_t, pcm_pos_rec_encode, pcm_pos_rec_decode, 16, pos.cseg, 8, 4);
 	FIELD(pos_t, pcm_pos_rec_encode, pcm_pos_rec_decode, 16, pos.seg_off, 12, 4);
-	/* 2.5 segment info */
+	/* §2.5 segment info */
 	FIELD(si_t, pcm_seg_info_encode, pcm_seg_info_decode, 16, h.crc, 0, 4);
 	FIELD(si_t, pcm_seg_info_encode, pcm_seg_info_decode, 16, h.seq, 4, 1);
 	FIELD(si_t, pcm_seg_info_encode, pcm_seg_info_decode, 16, h.version, 5, 1);
 	FIELD(si_t, pcm_seg_info_encode, pcm_seg_info_decode, 16, h.res, 6, 2);
 	FIELD(si_t, pcm_seg_info_encode, pcm_seg_info_decode, 16, flags, 8, 4);
 	FIELD(si_t, pcm_seg_info_encode, pcm_seg_info_decode, 16, next_seg, 12, 4);
-	/* 2.6 segment gen */
+	/* §2.6 segment gen */
 	FIELD(gen_t, pcm_seg_gen_encode, pcm_seg_gen_decode, 16, h.crc, 0, 4);
 	FIELD(gen_t, pcm_seg_gen_encode, pcm_seg_gen_decode, 16, h.seq, 4, 1);
 	FIELD(gen_t, pcm_seg_gen_encode, pcm_seg_gen_decode, 16, h.version, 5, 1);
 	FIELD(gen_t, pcm_seg_gen_encode, pcm_seg_gen_decode, 16, h.res, 6, 2);
 	FIELD(gen_t, pcm_seg_gen_encode, pcm_seg_gen_decode, 16, gen, 8, 8);
-	/* 2.7 kset header */
+	/* §2.7 kset header */
 	FIELD(kh_t, pcm_kset_hdr_encode, pcm_kset_hdr_decode, 24, crc, 0, 4);
 	FIELD(kh_t, pcm_kset_hdr_encode, pcm_kset_hdr_decode, 24, key_num, 4, 4);
 	FIELD(kh_t, pcm_kset_hdr_encode, pcm_kset_hdr_decode, 24, magic, 8, 8);
 	FIELD(kh_t, pcm_kset_hdr_encode, pcm_kset_hdr_decode, 24, flags, 16, 8);
-	/* 2.8 key */
+	/* §2.8 key */
 	FIELD(key_t_, pcm_key_encode, pcm_key_decode, 40, off, 0, 8);
 	FIELD(key_t_, pcm_key_encode, pcm_key_decode, 40, len, 8, 4);
 	FIELD(key_t_, pcm_key_encode, pcm_key_decode, 40, flags, 12, 4);
@@ -346,7 +346,7 @@ static void test_layout(void)
 	FIELD(key_t_, pcm_key_encode, pcm_key_decode, 40, data_crc, 32, 4);
 	FIELD(key_t_, pcm_key_encode, pcm_key_decode, 40, reserved, 36, 4);
 
-	/* magic constants as bytes (2.2, 2.7) */
+	/* magic constants as bytes (§2.2, §2.7) */
 	{
 		static const uint8_t sbm[8] = { 0xef, 0x96, 0xc5, 0x96, 0xfa, 0x5e, 0xb0, 0x65 };
 		static const uint8_t ksm[8] = { 0x1a, 0x4f, 0x16, 0x4e, 0xa6, 0x94, 0x68, 0x67 };
@@ -361,7 +361,7 @@ static void test_layout(void)
 	}
 }
 
-/* ---- FORMAT.md 11.2 vectors ---- */
+/* ---- §11.2 vectors ---- */
 
 static const uint8_t V3[24] = {
 	0xdb, 0x12, 0x7f, 0x09, 0x00, 0x00, 0x00, 0x00, 0xef, 0x96, 0xc5, 0x96, 0xfa, 0x5e, 0xb0, 0x65,
@@ -517,7 +517,7 @@ static void test_vectors(void)
 		ok(dk.off == 0 && dk.len == 4096 && dk.flags == 0 && dk.cseg == 1 && dk.seg_off == 0 &&
 		   dk.seg_gen == 0 && dk.data_crc == 0 && dk.reserved == 0, "V10: decoded key");
 	}
-	{	/* zero records never validate (3.1) */
+	{	/* zero records never validate (§3.1) */
 		uint8_t z[24] = { 0 };
 
 		ok(!pcm_record_crc_ok(z, 16) && !pcm_record_crc_ok(z, 24),
@@ -527,7 +527,7 @@ static void test_vectors(void)
 	}
 }
 
-/* ---- seg_num (FORMAT.md 1.2) ---- */
+/* ---- seg_num (§1.2) ---- */
 
 static void test_seg_num(void)
 {
@@ -615,7 +615,7 @@ static void test_sb_check(void)
 		ok(v == t[i].want, "pcm_sb_check: %s -> %d (%s), expect %d (%s)", t[i].name, v,
 		   pcm_sb_verdict_str(v), t[i].want, pcm_sb_verdict_str(t[i].want));
 	}
-	/* other flag bits are ignored (2.2) */
+	/* other flag bits are ignored (§2.2) */
 	ok(pcm_sb_check(&(struct pcm_sb){ 0 }, S) == PCM_SB_UNFORMATTED, "zero sb is unformatted");
 	sb = sealed_sb(0xFFFFFFFEu, PCM_SB_MAGIC, 63);
 	ok(pcm_sb_check(&sb, S) == PCM_SB_OK, "flags bits other than BIGENDIAN are ignored");

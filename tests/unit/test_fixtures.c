@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * test_fixtures.c - checks of libpcachemeta against the kernel-written
- * images (FORMAT.md 11.3): our format is byte-identical to the kernel's,
+ * images (§11.3): our format is byte-identical to the kernel's,
  * cache open + replay of the fresh and dirty images give the documented
  * results, and applying the replayed extent map gives the same logical
  * device as applying the keys in log order.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * test_index.c - unit tests for the extent index (FORMAT.md 6.6): the four
+ * test_index.c - unit tests for the extent index (§6.6): the four
  * overlap cases and EMPTY behaviour by hand, then random keys against a
  * brute-force per-byte model of "later wins inside the window of the key's
  * start", then memory use for a million extents.
@@ -304,7 +304,7 @@ struct model {
 	size_t nkeys;
 };
 
-/* FORMAT.md 6.6 on the model: returns what pcm_index_insert must return. */
+/* §6.6 on the model: returns what pcm_index_insert must return. */
 static int model_insert(struct model *m, const struct pcm_extent *k, uint16_t id)
 {
 	unsigned w = (unsigned)(k->off / WIN);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * test_replica.c - unit tests for replica selection (FORMAT.md 3.2), the
+ * test_replica.c - unit tests for replica selection (§3.2), the
  * device-level replicated record readers, pcm_cache_open's load checks
- * (FORMAT.md 5.5 steps 1-9) and the device access bounds/permission checks.
+ * (§5.5 steps 1-9) and the device access bounds/permission checks.
  * Works on a 600 MiB sparse temporary file formatted by pcm_format_write.
  */
 #include "pcachemeta.h"
@@ -352,7 +352,7 @@ static void expect_open(struct pcm_dev *dev, enum pcm_open_error err, long where
 		pcm_cache_close(c);
 }
 
-/* ---- what a format leaves alone (FORMAT.md 5.2, end) ---- */
+/* ---- what a format leaves alone (§5.2, end) ---- */
 
 static bool all_bytes(struct pcm_dev *dev, uint64_t off, uint64_t len, uint8_t val)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * test_writeback.c - writeback of the embedded engine (FORMAT.md 7.2) and
- * the tail/gen record writers (3.3).
+ * test_writeback.c - writeback of the embedded engine (§7.2) and
+ * the tail/gen record writers (§3.3).
  *
  * The expected backing content is computed by a byte model of the kernel's
  * algorithm, walking the log on the media: kset by kset from dirty_tail,

@@ -54,7 +54,7 @@ EOF
 	kt_status_cmp "$tag: kernel status at load equals pcache info" \
 		"$(kt_result "$E" status_load)" "$(kt_info_status "$E/pre.img")"
 	kt_expect "$E" table "259:0 253:0 4 cache_mode writeback crc $crc" \
-		"$tag: table status is 'cache_mode writeback crc $crc' (FORMAT.md 9.2)"
+		"$tag: table status is 'cache_mode writeback crc $crc' (§9.2)"
 	changed=$($KT_MODEL diff "$E/pre.img" "$E/pmem.img")
 	if [ -n "$changed" ] && kt_ranges_within "$changed" 8192 8216; then
 		kt_ok "$tag: the load changed only cache_info replica 0 (no reformat)"

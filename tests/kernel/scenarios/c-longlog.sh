@@ -53,7 +53,7 @@ big_rounds() { # 7 rounds over [64M, 160M), each from another part of the blob
 }
 small_passes 0
 big_rounds
-# Stop GC before the last passes (FORMAT.md 9.3: the message rewrites cache_info), so
+# Stop GC before the last passes (§9.3: the message rewrites cache_info), so
 # the LAST kset they write stays on the live log for our replay to walk through;
 # first let writeback and GC bring segs_used down, so the cache does not fill up.
 cat >>"$g" <<'EOF'

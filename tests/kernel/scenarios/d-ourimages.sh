@@ -79,7 +79,7 @@ run_case crc true 42 --data-crc --writes 2990 --seed 41 --range "$RANGE" \
 rm -rf "$LAST_CASE"
 
 # 3259 full ksets and one of 14 keys: key_head = 0:16764880, 48 bytes before the
-# end of segment 0's data area (FORMAT.md 6.2: no kset fits there any more).
+# end of segment 0's data area (§6.2: no kset fits there any more).
 run_case segment-end false 43 --writes 417166 --seed 5 --range $((4 * MiB)) \
 	--min-len 512 --max-len 512 --align 512
 D=$LAST_CASE

@@ -12,7 +12,7 @@
 # Cases whose problems make the kernel crash (fsck says so) are not loaded
 # corrupted.  The backing slices drop every write (dm-flakey drop_writes): several
 # corruptions make the kernel's writeback copy data the index does not serve
-# (FORMAT.md 10.4 TL4, 12.5), which would otherwise change what later reads return.
+# (§10.4 TL4, §12.5), which would otherwise change what later reads return.
 # Many NVDIMMs per boot: every image is stamped at byte 0 (which the kernel never
 # reads nor writes) so the guest finds it; each gets a slice of the backing disk.
 # A kernel crash (BUG, Oops, lockup) ends the boot at once: the image being loaded
