@@ -48,8 +48,7 @@ struct fsck_state {
 	const char *dev;
 	uint64_t per_code[PCM_P_COUNT];
 	json_object *problems;     /* JSON mode */
-	char first[200];           /* the first problem, for the not-a-pcache error */
-	bool declined, all_yes, dry_run;
+	bool declined, all_yes, dry_run, repairing;
 	struct cli_backing backing;
 	char opts[300];            /* options as typed that change the check, for hints */
 };
@@ -89,8 +88,6 @@ static void report(const struct pcm_problem *p, void *arg)
 	uint64_t n = ++s->per_code[p->code];
 
 	cli_progress_done();
-	if (!s->first[0])
-		snprintf(s->first, sizeof(s->first), "%s (%s)", d->summary, p->detail);
 	if (p->code == PCM_P_SB_NO_MAGIC || p->code == PCM_P_SB_BAD_MAGIC ||
 	    p->code == PCM_P_SB_TOO_SMALL)
 		return;   /* said once, as the error line */
@@ -347,16 +344,23 @@ static bool badblocks_refuse(struct fsck_state *s, const struct fsck_args *a, st
 	return true;
 }
 
+/* No cache to check: said once, in the words every command uses. */
+static void say_not_pcache(const struct fsck_state *s, struct pcm_dev *dev)
+{
+	char why[256];
+
+	cli_sb_words(dev, why, sizeof(why));
+	cli_err(s->dev, "%s%s", why, s->dry_run || !s->repairing ? "" : ": nothing was changed");
+}
+
 static bool is_pcache(struct fsck_state *s, struct pcm_dev *dev)
 {
-	struct pcm_sb sb;
+	char why[256];
 
-	if (pcm_dev_size(dev) < PCM_SB_OFF + PCM_SB_SIZE || pcm_read_sb(dev, &sb, NULL) ||
-	    sb.magic != PCM_SB_MAGIC) {
-		cli_err(s->dev, "not a pcache device: no pcache superblock: nothing was changed");
-		return false;
-	}
-	return true;
+	if (cli_sb_words(dev, why, sizeof(why)) != CLI_SB_NOT_PCACHE)
+		return true;
+	say_not_pcache(s, dev);
+	return false;
 }
 
 /* After a failed open: how to look at a device in use anyway. */
@@ -388,6 +392,7 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 			      PCM_DEV_RDWR | PCM_DEV_EXCL, &dev);
 
 	s->dry_run = a->dry_run;
+	s->repairing = true;
 	if (rc)
 		return busy_hint(s, rc, a->dry_run);
 	if (!is_pcache(s, dev) || (rc = cli_backing_fits(&s->backing, s->dev, dev))) {
@@ -401,7 +406,7 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 		return EXIT_OPERATIONAL;
 	}
 	if (plan->before.not_pcache) {
-		cli_err(s->dev, "not a pcache device: %s: nothing was changed", s->first);
+		say_not_pcache(s, dev);
 		rc = EXIT_OPERATIONAL;
 	} else if (plan->nact && badblocks_refuse(s, a, dev, plan)) {
 		rc = EXIT_OPERATIONAL;
@@ -535,15 +540,15 @@ static int check_only(struct fsck_state *s, struct fsck_args *a)
 	a->o.arg = s;
 	rc = pcm_check_run(dev, &a->o, &r);
 	cli_progress_done();
+	if (!rc && r.not_pcache)
+		say_not_pcache(s, dev);
 	pcm_dev_close(dev);
 	if (rc) {
 		cli_err(s->dev, "check failed: %s", strerror(-rc));
 		return EXIT_OPERATIONAL;
 	}
-	if (r.not_pcache) {
-		cli_err(s->dev, "not a pcache device: %s", s->first);
+	if (r.not_pcache)
 		return EXIT_OPERATIONAL;
-	}
 	if (cli.json)
 		summary_json(s, &r, NULL);
 	else

@@ -51,6 +51,14 @@ const char *cli_count(uint64_t n, const char *one, const char *many, char *buf, 
 
 /* Opens DEV, printing the error line on failure; returns an exit code. */
 int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev);
+/*
+ * The superblock of dev in words, the same in every command: CLI_SB_OK (a pcache
+ * superblock that fits the device; buf untouched), CLI_SB_NOT_PCACHE ("not a pcache
+ * device: ...") or CLI_SB_BAD (a pcache superblock the kernel refuses: corrupt, or a
+ * truncated device).  buf gets the whole phrase.
+ */
+enum cli_sb_kind { CLI_SB_OK = 0, CLI_SB_NOT_PCACHE, CLI_SB_BAD };
+enum cli_sb_kind cli_sb_words(struct pcm_dev *dev, char *buf, size_t len);
 /* Opens DEV and its cache (load checks), printing the error line; returns an exit code. */
 int cli_open_cache(const char *path, unsigned dev_flags, struct pcm_dev **dev,
 		   struct pcm_cache **cache);
