@@ -616,7 +616,7 @@ static int parse(int argc, char **argv, struct dump *d)
 	int opt, rc;
 
 	d->what = W_ALL;
-	while ((opt = getopt_long(argc, argv, "uqvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
 		if (opt == 'w')
 			rc = parse_what(optarg, &d->what);
 		else if (opt == 'a')

@@ -465,7 +465,7 @@ static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_bac
 	int c, rc = -2;
 
 	a->o.verify_data = true;   /* the kernel checks every key's data at load */
-	while (rc == -2 && (c = getopt_long(argc, argv, "npyfuqvh", longopts, NULL)) != -1) {
+	while (rc == -2 && (c = getopt_long(argc, argv, "npyfuqvVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': rc = set_mode(a, MODE_CHECK); break;
 		case 'p': rc = set_mode(a, MODE_PREEN); break;

@@ -154,7 +154,7 @@ static int parse(int argc, char **argv, struct info *in)
 	int opt, rc = -2;
 
 	in->verify_data = true;   /* the kernel checks every key's data at load */
-	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvh", longopts, NULL)) != -1) {
+	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_NO_VERIFY: in->verify_data = false; break;
 		case OPT_VERIFY: in->verify_data = true; break;

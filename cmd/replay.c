@@ -48,7 +48,7 @@ static int parse(int argc, char **argv, struct replay_args *a)
 	int opt, rc = -2;
 
 	a->verify = true;   /* the kernel checks every key's data at load */
-	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvh", longopts, NULL)) != -1) {
+	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_DIRTY: a->dirty_only = true; break;
 		case OPT_VERIFY: a->verify = true; break;

@@ -96,7 +96,7 @@ static int parse(int argc, char **argv, struct serve_args *a)
 	uint64_t v;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qvVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'S': a->socket = optarg; break;
 		case 'i': a->ip = optarg; break;

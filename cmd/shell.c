@@ -1612,7 +1612,7 @@ static int parse(int argc, char **argv, struct sh *s, const char **cmds)
 	};
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, "wc:qvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "wc:qvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'w': s->writable = true; continue;
 		case 'c': *cmds = optarg; continue;
