@@ -168,9 +168,19 @@ static void print_map(struct emit *em, const struct pcm_replay *r)
 	}
 }
 
-/* The kernel would not load this cache: say why and where. */
-static int refused(const char *dev, const struct pcm_replay *r)
+/* The fsck command that shows the details, with the options that change its checks. */
+static void fsck_hint(const struct replay_args *a)
 {
+	char b[256];
+
+	cli_hint("run 'pcache fsck -n%s%s %s' for details", a->verify ? "" : " --no-verify-data",
+		 cli_backing_hint(&a->backing, b, sizeof(b)), a->dev);
+}
+
+/* The kernel would not load this cache: say why and where. */
+static int refused(const struct replay_args *a, const struct pcm_replay *r)
+{
+	const char *dev = a->dev;
 	const char *why = pcm_replay_error_str(r);
 
 	if (r->dirty_chain_stop < PCM_FAIL_HOPS && r->stop < PCM_FAIL_HOPS && r->bad_key)
@@ -183,13 +193,15 @@ static int refused(const char *dev, const struct pcm_replay *r)
 	else
 		cli_err(dev, "the kernel would refuse this cache: %s (walking from dirty_tail)",
 			why);
-	cli_hint("run 'pcache fsck -n %s' for details", dev);
+	fsck_hint(a);
 	return EXIT_UNCORRECTED;
 }
 
 /* The kernel loads it, but the log is damaged: warn and return 4. */
-static int warnings(const char *dev, const struct pcm_cache *c, const struct pcm_replay *r)
+static int warnings(const struct replay_args *a, const struct pcm_cache *c,
+		    const struct pcm_replay *r)
 {
+	const char *dev = a->dev;
 	int rc = EXIT_OK;
 
 	if (r->stop != PCM_STOP_TERMINATOR) {
@@ -204,7 +216,7 @@ static int warnings(const char *dev, const struct pcm_cache *c, const struct pcm
 		rc = EXIT_UNCORRECTED;
 	}
 	if (rc)
-		cli_hint("run 'pcache fsck -n %s' for details", dev);
+		fsck_hint(a);
 	return rc;
 }
 
@@ -224,11 +236,11 @@ static int run(const struct replay_args *a, struct pcm_dev *dev, struct pcm_cach
 		return EXIT_OPERATIONAL;
 	}
 	if (r->failed) {
-		rc = refused(a->dev, r);
+		rc = refused(a, r);
 	} else {
 		print_map(&em, r);
 		fflush(stdout);
-		rc = warnings(a->dev, c, r);
+		rc = warnings(a, c, r);
 	}
 	pcm_replay_free(r);
 	return rc;
