@@ -22,13 +22,14 @@ int cmd_serve(int argc, char **argv);
 #define COMMON_LONGOPTS \
 	{ "quiet", no_argument, NULL, 'q' }, \
 	{ "verbose", no_argument, NULL, 'v' }, \
+	{ "version", no_argument, NULL, 'V' }, \
 	{ "help", no_argument, NULL, 'h' }
 #define REPORT_LONGOPTS \
 	{ "json", no_argument, NULL, 'J' }, \
 	{ "human", no_argument, NULL, 'u' }
 
 /*
- * Handles -q, -v, -h, --json, -u and getopt errors.  Returns -1 when the
+ * Handles -q, -v, -V, -h, --json, -u and getopt errors.  Returns -1 when the
  * option is not a common one, else the exit code to return (or -2 to go on).
  */
 int cmd_common_opt(int c, const char *usage);

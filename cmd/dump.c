@@ -212,16 +212,12 @@ static bool all_zero(const void *p, size_t n)
 }
 
 /* ---- superblock ---- */
-static const char *not_pcache_why(const struct pcm_sb *sb)
-{
-	return pcm_sb_verdict_str(sb->magic ? PCM_SB_BAD_MAGIC : PCM_SB_UNFORMATTED);
-}
-
 static int dump_sb(struct dump *d)
 {
 	uint8_t raw[PCM_SB_SIZE];
 	struct pcm_sb sb;
 	struct rec r;
+	char why[256];
 	int rc = pcm_read_sb(d->dev, &sb, raw);
 
 	if (rc)
@@ -238,7 +234,8 @@ static int dump_sb(struct dump *d)
 	}
 	if (sb.magic == PCM_SB_MAGIC)
 		return EXIT_OK;
-	cli_err(d->path, "not a pcache device: %s", not_pcache_why(&sb));
+	cli_sb_words(d->dev, why, sizeof(why));
+	cli_err(d->path, "%s", why);
 	return EXIT_OPERATIONAL;
 }
 
@@ -619,7 +616,7 @@ static int parse(int argc, char **argv, struct dump *d)
 	int opt, rc;
 
 	d->what = W_ALL;
-	while ((opt = getopt_long(argc, argv, "+uqvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
 		if (opt == 'w')
 			rc = parse_what(optarg, &d->what);
 		else if (opt == 'a')
@@ -662,8 +659,10 @@ int cmd_dump(int argc, char **argv)
 		return rc;
 	d.dev_size = pcm_dev_size(d.dev);
 	if (d.dev_size < PCM_SB_OFF + PCM_SB_SIZE) {
-		cli_err(d.path, "not a pcache device: %" PRIu64 " bytes is too small to hold a "
-			"superblock", d.dev_size);
+		char why[256];
+
+		cli_sb_words(d.dev, why, sizeof(why));
+		cli_err(d.path, "%s", why);
 		pcm_dev_close(d.dev);
 		return EXIT_OPERATIONAL;
 	}

@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "builtin.h"
+#include "verdict.h"
 
 static const char usage_text[] =
-	"usage: pcache fsck [-n | -p | -y] [-f] [--verify-data] [--backing PATH] [--undo FILE]\n"
+	"usage: pcache fsck [-n | -p | -y | --repair] [-f] [--no-verify-data]\n"
+	"                   [--backing PATH | --backing-size SIZE] [--undo FILE]\n"
 	"                   [--json [-u]] [-q] [-v] DEV\n\n"
 	"Checks every structure the kernel reads when it loads DEV, and more, and says\n"
 	"what the kernel would do about each problem; with -p or -y it repairs them.\n"
@@ -21,12 +23,16 @@ static const char usage_text[] =
 	"  -n, --no             check only, open read-only (the default without a terminal)\n"
 	"  -p, --preen          fix only what is safe without a person\n"
 	"  -y, --yes            fix everything fixable\n"
-	"                       (neither, on a terminal: ask before each fix)\n"
+	"  --repair             on a terminal: ask before each fix; without one: as -p,\n"
+	"                       and name what needs -y (none of these, on a terminal: ask)\n"
 	"  --dry-run            with -p/-y: print the fixes, write nothing\n"
 	"  --undo FILE          save every byte range before it is overwritten (pcache undo)\n"
 	"  -f, --force          check a device in use; repair over bad blocks\n"
-	"  --verify-data        also verify every key's data checksum (reads all cached data)\n"
-	"  --backing PATH       the backing device: key bounds are checked against its size\n"
+	"  --no-verify-data     skip the data checksums the kernel checks at load (then the\n"
+	"                       verdict covers the metadata only)\n"
+	"  --verify-data        check them (the default when the cache has data_crc)\n"
+	"  --backing PATH       the backing device: every key is checked against its size\n"
+	"  --backing-size SIZE  the same with the size alone (bytes, or 2G, 512M, ...)\n"
 	"  --json               the report as JSON (an array of one object)\n"
 	"  -u, --human          with --json: sizes and offsets for people\n"
 	"  -q, --quiet          only the problem lines\n"
@@ -42,8 +48,9 @@ struct fsck_state {
 	const char *dev;
 	uint64_t per_code[PCM_P_COUNT];
 	json_object *problems;     /* JSON mode */
-	char first[200];           /* the first problem, for the not-a-pcache error */
-	bool declined, all_yes, quit, dry_run;
+	bool declined, all_yes, quit, dry_run, repairing;
+	struct cli_backing backing;
+	char opts[300];            /* options as typed that change the check, for hints */
 };
 
 enum fsck_mode { MODE_CHECK, MODE_PREEN, MODE_YES, MODE_ASK };
@@ -51,6 +58,7 @@ enum fsck_mode { MODE_CHECK, MODE_PREEN, MODE_YES, MODE_ASK };
 struct fsck_args {
 	enum fsck_mode mode;
 	bool mode_set, dry_run, force;
+	bool repair_word;          /* --repair: ask on a terminal, else preen and say what is left */
 	const char *undo;
 	struct pcm_check_opts o;
 };
@@ -80,8 +88,6 @@ static void report(const struct pcm_problem *p, void *arg)
 	uint64_t n = ++s->per_code[p->code];
 
 	cli_progress_done();
-	if (!s->first[0])
-		snprintf(s->first, sizeof(s->first), "%s (%s)", d->summary, p->detail);
 	if (p->code == PCM_P_SB_NO_MAGIC || p->code == PCM_P_SB_BAD_MAGIC ||
 	    p->code == PCM_P_SB_TOO_SMALL)
 		return;   /* said once, as the error line */
@@ -121,11 +127,8 @@ static const char *verdict_str(enum pcm_kernel_verdict v)
 
 static void summary_text(const struct fsck_state *s, const struct pcm_check_result *r)
 {
-	static const char *const what[] = {
-		"the kernel would load this cache",
-		"the kernel would refuse to load this cache",
-		"the kernel would re-initialise this cache: all cached data would be lost",
-	};
+	char buf[200];
+	const char *v;
 
 	for (int c = 0; c < PCM_P_COUNT; c++)
 		if (s->per_code[c] > SHOW_PER_CODE)
@@ -134,20 +137,27 @@ static void summary_text(const struct fsck_state *s, const struct pcm_check_resu
 	if (cli.quiet)
 		return;
 	if (r->replayed)
-		printf("%s: log: %" PRIu64 " ksets, %" PRIu64 " keys, %" PRIu64 " live keys, %"
-		       PRIu64 " dirty bytes, %" PRIu64 " clean bytes, key_head %u:%u\n", s->dev,
-		       r->ksets, r->keys, r->live_extents, r->dirty_bytes, r->clean_bytes,
+		printf("%s: log: %s, %s, %s, dirty %s, clean %s, key_head %u:%u\n", s->dev,
+		       CLI_COUNT(r->ksets, "kset", "ksets"), CLI_COUNT(r->keys, "key", "keys"),
+		       CLI_COUNT(r->live_extents, "live extent", "live extents"),
+		       cli_fmt_bytes(r->dirty_bytes, (char[64]){ 0 }, 64),
+		       cli_fmt_bytes(r->clean_bytes, (char[64]){ 0 }, 64),
 		       r->key_head.cseg, r->key_head.seg_off);
-	if (!r->problems)
-		printf("%s: clean: no problems found; %s\n", s->dev, what[r->verdict]);
+	v = cli_verdict_text(r, r->verdict, &s->backing, buf, sizeof(buf));
+	if (!r->problems && r->replayed && r->data_crc && !r->data_verified)
+		printf("%s: metadata clean; data not verified (--no-verify-data)\n", s->dev);
+	else if (!r->problems)
+		printf("%s: clean: no problems found; %s\n", s->dev, v);
 	else
-		printf("%s: %" PRIu64 " problems (%" PRIu64 " critical, %" PRIu64 " errors, %" PRIu64
-		       " warnings, %" PRIu64 " notes); %s\n", s->dev, r->problems,
-		       r->by_severity[PCM_SEV_CRITICAL], r->by_severity[PCM_SEV_ERROR],
-		       r->by_severity[PCM_SEV_WARNING], r->by_severity[PCM_SEV_NOTE], what[r->verdict]);
+		printf("%s: %s (%" PRIu64 " critical, %s, %s, %s); %s\n", s->dev,
+		       CLI_COUNT(r->problems, "problem", "problems"),
+		       r->by_severity[PCM_SEV_CRITICAL],
+		       CLI_COUNT(r->by_severity[PCM_SEV_ERROR], "error", "errors"),
+		       CLI_COUNT(r->by_severity[PCM_SEV_WARNING], "warning", "warnings"),
+		       CLI_COUNT(r->by_severity[PCM_SEV_NOTE], "note", "notes"), v);
 	if (r->lost_keys)
-		printf("%s: %" PRIu64 " keys in valid ksets lie beyond the end of the log\n", s->dev,
-		       r->lost_keys);
+		printf("%s: %s in valid ksets %s beyond the end of the log\n", s->dev,
+		       CLI_COUNT(r->lost_keys, "key", "keys"), r->lost_keys == 1 ? "lies" : "lie");
 }
 
 static void summary_json(struct fsck_state *s, const struct pcm_check_result *r,
@@ -171,6 +181,10 @@ static void summary_json(struct fsck_state *s, const struct pcm_check_result *r,
 	json_object_object_add(o, "clean_bytes", cli_json_size(r->clean_bytes));
 	json_object_object_add(o, "lost_keys", cli_json_u64(r->lost_keys));
 	json_object_object_add(o, "key_head", r->replayed ? cli_json_pos(r->key_head) : NULL);
+	json_object_object_add(o, "data_verified", json_object_new_boolean(r->data_verified));
+	json_object_object_add(o, "max_key_end", r->replayed ? cli_json_size(r->max_key_end) : NULL);
+	json_object_object_add(o, "backing_size", s->backing.known ?
+			       cli_json_size(s->backing.size) : NULL);
 	json_object_object_add(o, "problems", json_object_get(s->problems));
 	if (plan)
 		json_object_object_add(o, "repair", plan_json(plan));
@@ -243,22 +257,31 @@ static bool ask(const struct pcm_problem *p, const char *what, void *arg)
 static void plan_text(const struct fsck_state *s, const struct pcm_repair_plan *plan)
 {
 	const struct pcm_check_result *b = &plan->before, *a = &plan->after;
+	char v[200];
 
 	for (uint64_t i = 0; i < plan->nact; i++)
 		printf("%s: %s at %s: %s\n", s->dry_run ? "would fix" : "fixed",
 		       pcm_problem_def(plan->act[i].code)->name, plan->act[i].where,
 		       plan->act[i].what);
+	if (plan->held_seg_num)
+		printf("not fixed: SB_SEG_NUM_RANGE: %s is smaller than its superblock says (a "
+		       "truncated image, or the wrong device?); -f rewrites seg_num to %u and gives "
+		       "up the segments past the end\n", s->dev, plan->seg_num_fit);
 	if (cli.quiet)
 		return;
-	if (plan->lost_keys || plan->lost_dirty_bytes || plan->lost_ksets)
-		printf("%s: %" PRIu64 " keys (%" PRIu64 " dirty bytes) and %" PRIu64 " corrupt ksets %s"
-		       " lost: they were unusable\n", s->dev, plan->lost_keys,
-		       plan->lost_dirty_bytes, plan->lost_ksets, s->dry_run ? "would be" : "were");
-	printf("%s: %" PRIu64 " problems found, %" PRIu64 " changes %s; %" PRIu64
-	       " problems remain; the kernel would %s this cache\n", s->dev, b->problems,
-	       plan->nact, s->dry_run ? "planned (nothing written)" : "made", a->problems,
-	       a->verdict == PCM_VERDICT_LOADS ? "load" :
-	       a->verdict == PCM_VERDICT_RESETS ? "re-initialise" : "refuse");
+	if (plan->nact || plan->lost_keys || plan->lost_ksets)
+		printf("%s: %s: %s, %s of dirty data, %s%s\n", s->dev,
+		       s->dry_run ? "the repair would lose" : "lost to the repair",
+		       CLI_COUNT(plan->lost_keys, "key", "keys"),
+		       cli_fmt_bytes(plan->lost_dirty_bytes, (char[64]){ 0 }, 64),
+		       CLI_COUNT(plan->lost_ksets, "corrupt kset", "corrupt ksets"),
+		       plan->lost_keys || plan->lost_ksets ? " (they were unusable)" : "");
+	printf("%s: %s found, %s %s; %s %s; %s\n", s->dev,
+	       CLI_COUNT(b->problems, "problem", "problems"),
+	       CLI_COUNT(plan->nact, "change", "changes"),
+	       s->dry_run ? "planned (nothing written)" : "made",
+	       CLI_COUNT(a->problems, "problem", "problems"), a->problems == 1 ? "remains" : "remain",
+	       cli_verdict_text(a, a->verdict, &s->backing, v, sizeof(v)));
 }
 
 static int apply(struct fsck_state *s, struct fsck_args *a, struct pcm_dev *dev,
@@ -332,16 +355,23 @@ static bool badblocks_refuse(struct fsck_state *s, const struct fsck_args *a, st
 	return true;
 }
 
+/* No cache to check: said once, in the words every command uses. */
+static void say_not_pcache(const struct fsck_state *s, struct pcm_dev *dev)
+{
+	char why[256];
+
+	cli_sb_words(dev, why, sizeof(why));
+	cli_err(s->dev, "%s%s", why, s->dry_run || !s->repairing ? "" : ": nothing was changed");
+}
+
 static bool is_pcache(struct fsck_state *s, struct pcm_dev *dev)
 {
-	struct pcm_sb sb;
+	char why[256];
 
-	if (pcm_dev_size(dev) < PCM_SB_OFF + PCM_SB_SIZE || pcm_read_sb(dev, &sb, NULL) ||
-	    sb.magic != PCM_SB_MAGIC) {
-		cli_err(s->dev, "not a pcache device: no pcache superblock: nothing was changed");
-		return false;
-	}
-	return true;
+	if (cli_sb_words(dev, why, sizeof(why)) != CLI_SB_NOT_PCACHE)
+		return true;
+	say_not_pcache(s, dev);
+	return false;
 }
 
 /* After a failed open: how to look at a device in use anyway. */
@@ -362,8 +392,10 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 	struct pcm_repair_opts ro = {
 		.mode = a->mode == MODE_PREEN ? PCM_REPAIR_SAFE :
 			a->mode == MODE_YES ? PCM_REPAIR_ALL : PCM_REPAIR_ASK,
-		.verify_data = a->o.verify_data, .backing_size = a->o.backing_size,
+		.verify_data = a->o.verify_data,
 		.ask = ask, .report = report, .arg = s, .force = a->force,
+		/* a person at the prompt decides; -y and -p need -f for it */
+		.keep_seg_num = a->mode != MODE_ASK && !a->force,
 	};
 	struct pcm_repair_plan *plan = NULL;
 	struct pcm_dev *dev;
@@ -371,9 +403,10 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 			      PCM_DEV_RDWR | PCM_DEV_EXCL, &dev);
 
 	s->dry_run = a->dry_run;
+	s->repairing = true;
 	if (rc)
 		return busy_hint(s, rc, a->dry_run);
-	if (!is_pcache(s, dev)) {
+	if (!is_pcache(s, dev) || (rc = cli_backing_fits(&s->backing, s->dev, dev))) {
 		pcm_dev_close(dev);
 		return EXIT_OPERATIONAL;
 	}
@@ -384,7 +417,7 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 		return EXIT_OPERATIONAL;
 	}
 	if (plan->before.not_pcache) {
-		cli_err(s->dev, "not a pcache device: %s: nothing was changed", s->first);
+		say_not_pcache(s, dev);
 		rc = EXIT_OPERATIONAL;
 	} else if (plan->nact && badblocks_refuse(s, a, dev, plan)) {
 		rc = EXIT_OPERATIONAL;
@@ -396,6 +429,11 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 			summary_json(s, &plan->before, plan);
 		else
 			plan_text(s, plan);
+		if (a->repair_word && a->mode == MODE_PREEN && plan->after.problems && !cli.json)
+			printf("%s: %s need%s a person: run 'pcache fsck -y%s %s', or 'pcache fsck "
+			       "--repair%s %s' on a terminal to be asked\n", s->dev,
+			       CLI_COUNT(plan->after.problems, "problem", "problems"),
+			       plan->after.problems == 1 ? "s" : "", s->opts, s->dev, s->opts, s->dev);
 		/* a dry run fixed nothing: what it found is still there */
 		rc = a->dry_run ? (plan->before.problems ? EXIT_UNCORRECTED : EXIT_OK) :
 		     (plan->nact ? EXIT_FIXED : 0) |
@@ -410,53 +448,89 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 static int set_mode(struct fsck_args *a, enum fsck_mode m)
 {
 	if (a->mode_set && a->mode != m)
-		return cli_usage_error("-n, -p and -y exclude each other");
+		return cli_usage_error("-n, -p, -y and --repair exclude each other");
 	a->mode = m;
 	a->mode_set = true;
 	return -2;
 }
 
-static int parse(int argc, char **argv, struct fsck_args *a, const char **dev)
+enum { OPT_DRY_RUN = 256, OPT_UNDO, OPT_VERIFY, OPT_NO_VERIFY, OPT_BACKING, OPT_BACKING_SIZE,
+       OPT_REPAIR };
+
+static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_backing *b)
 {
 	static const struct option longopts[] = {
 		{ "no", no_argument, NULL, 'n' },
 		{ "preen", no_argument, NULL, 'p' },
 		{ "yes", no_argument, NULL, 'y' },
+		{ "repair", no_argument, NULL, OPT_REPAIR },
 		{ "force", no_argument, NULL, 'f' },
-		{ "dry-run", no_argument, NULL, 'D' },
-		{ "undo", required_argument, NULL, 'U' },
-		{ "verify-data", no_argument, NULL, 'V' },
-		{ "backing", required_argument, NULL, 'B' },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "undo", required_argument, NULL, OPT_UNDO },
+		{ "verify-data", no_argument, NULL, OPT_VERIFY },
+		{ "no-verify-data", no_argument, NULL, OPT_NO_VERIFY },
+		{ "backing", required_argument, NULL, OPT_BACKING },
+		{ "backing-size", required_argument, NULL, OPT_BACKING_SIZE },
 		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
 	int c, rc = -2;
 
-	while (rc == -2 && (c = getopt_long(argc, argv, "+npyfuqvh", longopts, NULL)) != -1) {
+	a->o.verify_data = true;   /* the kernel checks every key's data at load */
+	while (rc == -2 && (c = getopt_long(argc, argv, "npyfuqvVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': rc = set_mode(a, MODE_CHECK); break;
 		case 'p': rc = set_mode(a, MODE_PREEN); break;
 		case 'y': rc = set_mode(a, MODE_YES); break;
+		case OPT_REPAIR: a->repair_word = true; break;
 		case 'f': a->force = true; break;
-		case 'D': a->dry_run = true; break;
-		case 'U': a->undo = optarg; break;
-		case 'V': a->o.verify_data = true; break;
-		case 'B': rc = cli_backing_size(optarg, &a->o.backing_size); rc = rc ? rc : -2; break;
+		case OPT_DRY_RUN: a->dry_run = true; break;
+		case OPT_UNDO: a->undo = optarg; break;
+		case OPT_VERIFY: a->o.verify_data = true; break;
+		case OPT_NO_VERIFY: a->o.verify_data = false; break;
+		case OPT_BACKING:
+		case OPT_BACKING_SIZE:
+			rc = cli_backing_opt(b, optarg, c == OPT_BACKING_SIZE);
+			break;
 		default:
 			rc = cmd_common_opt(c, usage_text);
 			if (rc != -2)
 				return rc < 0 ? EXIT_USAGE : rc;
 		}
 	}
+	return rc;
+}
+
+/* The options that change what is checked, as typed, for hints (" -f --backing X"). */
+static void hint_opts(struct fsck_state *s, const struct fsck_args *a)
+{
+	char b[256];
+
+	snprintf(s->opts, sizeof(s->opts), "%s%s%s", a->force ? " -f" : "",
+		 a->o.verify_data ? "" : " --no-verify-data",
+		 cli_backing_hint(&s->backing, b, sizeof(b)));
+}
+
+static int parse(int argc, char **argv, struct fsck_args *a, struct fsck_state *s)
+{
+	bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+	int rc = parse_opts(argc, argv, a, &s->backing);
+
 	if (rc != -2)
 		return rc;
 	if (optind + 1 != argc)
 		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
-	if (!a->mode_set)
-		a->mode = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) ? MODE_ASK : MODE_CHECK;
+	if (a->repair_word && a->mode_set)
+		return cli_usage_error("-n, -p, -y and --repair exclude each other");
+	if (a->repair_word)
+		a->mode = tty ? MODE_ASK : MODE_PREEN;
+	else if (!a->mode_set)
+		a->mode = tty ? MODE_ASK : MODE_CHECK;
 	if (a->mode == MODE_CHECK && (a->undo || a->dry_run))
-		return cli_usage_error("--undo and --dry-run go with -p, -y or the interactive mode");
-	*dev = argv[optind];
-	return -2;
+		return cli_usage_error("--undo and --dry-run go with -p, -y, --repair or the "
+				       "interactive mode");
+	s->dev = argv[optind];
+	hint_opts(s, a);
+	return cli_backing_resolve(&s->backing, s->dev);
 }
 
 static int check_only(struct fsck_state *s, struct fsck_args *a)
@@ -468,20 +542,24 @@ static int check_only(struct fsck_state *s, struct fsck_args *a)
 
 	if (rc)
 		return busy_hint(s, rc, true);
+	if ((rc = cli_backing_fits(&s->backing, s->dev, dev))) {
+		pcm_dev_close(dev);
+		return rc;
+	}
 	a->o.report = report;
 	a->o.progress = progress;
 	a->o.arg = s;
 	rc = pcm_check_run(dev, &a->o, &r);
 	cli_progress_done();
+	if (!rc && r.not_pcache)
+		say_not_pcache(s, dev);
 	pcm_dev_close(dev);
 	if (rc) {
 		cli_err(s->dev, "check failed: %s", strerror(-rc));
 		return EXIT_OPERATIONAL;
 	}
-	if (r.not_pcache) {
-		cli_err(s->dev, "not a pcache device: %s", s->first);
+	if (r.not_pcache)
 		return EXIT_OPERATIONAL;
-	}
 	if (cli.json)
 		summary_json(s, &r, NULL);
 	else
@@ -493,7 +571,7 @@ int cmd_fsck(int argc, char **argv)
 {
 	struct fsck_state s = { 0 };
 	struct fsck_args a = { 0 };
-	int rc = parse(argc, argv, &a, &s.dev);
+	int rc = parse(argc, argv, &a, &s);
 
 	if (rc != -2)
 		return rc;

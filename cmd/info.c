@@ -5,11 +5,17 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "verdict.h"
 
 static const char usage_text[] =
-	"usage: pcache info [--json [-u]] [-q] [-v] DEV\n\n"
+	"usage: pcache info [--no-verify-data] [--backing PATH | --backing-size SIZE]\n"
+	"                   [--json [-u]] [-q] [-v] DEV\n\n"
 	"Shows what 'dmsetup status' would print after the kernel loaded DEV, plus the\n"
-	"device, data_crc, cache mode, live keys, dirty and clean bytes and a health verdict.\n\n"
+	"device, data_crc, cache mode, live keys, dirty and clean bytes and a health verdict\n"
+	"(the one 'pcache fsck -n' gives, with the same options).\n\n"
+	"  --no-verify-data   skip the data checksums the kernel checks at load\n"
+	"  --backing PATH     the backing device: every key is checked against its size\n"
+	"  --backing-size SIZE  the same with the size alone\n"
 	"  --json             one JSON record (in an array)\n"
 	"  -u, --human        with --json: sizes and flags for people\n"
 	"  -q, --quiet        print nothing but errors\n"
@@ -19,7 +25,12 @@ struct info {
 	const struct pcm_cache *c;
 	const struct pcm_check_result *r;
 	const char *health;
-	char detail[200];
+	char detail[400];
+	const char *verdict;        /* the sentence fsck -n ends with */
+	char vbuf[200];
+	const char *path;
+	struct cli_backing backing;
+	bool verify_data;
 };
 
 /* Health: "ok", or the kernel's verdict and the worst problem fsck would report. */
@@ -28,15 +39,20 @@ static void judge(struct info *in)
 	const struct pcm_check_result *r = in->r;
 	const struct pcm_problem_def *d = pcm_problem_def(r->worst);
 
+	char b[256];
+
 	in->detail[0] = 0;
+	in->verdict = cli_verdict_text(r, r->verdict, &in->backing, in->vbuf, sizeof(in->vbuf));
 	if (!r->problems) {
 		in->health = "ok";
 		return;
 	}
 	in->health = r->verdict == PCM_VERDICT_REFUSES ? "refused" :
 		     r->verdict == PCM_VERDICT_RESETS ? "reset" : "damaged";
-	snprintf(in->detail, sizeof(in->detail), "%llu problems, worst %s (%s); run pcache fsck",
-		 (unsigned long long)r->problems, d->name, d->summary);
+	snprintf(in->detail, sizeof(in->detail), "%s, worst %s (%s); run 'pcache fsck -n%s%s %s'",
+		 CLI_COUNT(r->problems, "problem", "problems"), d->name, d->summary,
+		 in->verify_data ? "" : " --no-verify-data",
+		 cli_backing_hint(&in->backing, b, sizeof(b)), in->path);
 }
 
 static void status_line(const struct info *in, char *buf, size_t len)
@@ -72,6 +88,7 @@ static void print_text(const struct info *in, const char *path)
 	printf("dirty_bytes:  %" PRIu64 "\n", r->dirty_bytes);
 	printf("clean_bytes:  %" PRIu64 "\n", r->clean_bytes);
 	printf("health:       %s%s%s\n", in->health, in->detail[0] ? ": " : "", in->detail);
+	printf("verdict:      %s\n", in->verdict);
 	if (cli.verbose) {
 		status_line(in, st, sizeof(st));
 		printf("status_line:  %s\n", st);
@@ -112,43 +129,84 @@ static void print_json(const struct info *in, const char *path)
 	json_object_object_add(o, "stale_keys", cli_json_u64(r->stale_keys));
 	json_object_object_add(o, "health", json_object_new_string(in->health));
 	json_object_object_add(o, "health_detail", json_object_new_string(in->detail));
+	json_object_object_add(o, "verdict", json_object_new_string(in->verdict));
+	json_object_object_add(o, "data_verified", json_object_new_boolean(r->data_verified));
+	json_object_object_add(o, "max_key_end", cli_json_size(r->max_key_end));
+	json_object_object_add(o, "backing_size", in->backing.known ?
+			       cli_json_size(in->backing.size) : NULL);
 	json_object_object_add(o, "status_line", json_object_new_string(st));
 	json_object_array_add(arr, o);
 	cli_json_print(arr);
 	json_object_put(arr);
 }
 
+enum { OPT_NO_VERIFY = 256, OPT_VERIFY, OPT_BACKING, OPT_BACKING_SIZE };
+
+static int parse(int argc, char **argv, struct info *in)
+{
+	static const struct option longopts[] = {
+		{ "no-verify-data", no_argument, NULL, OPT_NO_VERIFY },
+		{ "verify-data", no_argument, NULL, OPT_VERIFY },
+		{ "backing", required_argument, NULL, OPT_BACKING },
+		{ "backing-size", required_argument, NULL, OPT_BACKING_SIZE },
+		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
+	};
+	int opt, rc = -2;
+
+	in->verify_data = true;   /* the kernel checks every key's data at load */
+	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_NO_VERIFY: in->verify_data = false; break;
+		case OPT_VERIFY: in->verify_data = true; break;
+		case OPT_BACKING:
+		case OPT_BACKING_SIZE:
+			rc = cli_backing_opt(&in->backing, optarg, opt == OPT_BACKING_SIZE);
+			break;
+		default:
+			rc = cmd_common_opt(opt, usage_text);
+			if (rc != -2)
+				return rc < 0 ? EXIT_USAGE : rc;
+		}
+	}
+	if (rc != -2)
+		return rc;
+	if (optind + 1 != argc)
+		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
+	in->path = argv[optind];
+	return cli_backing_resolve(&in->backing, in->path);
+}
+
 int cmd_info(int argc, char **argv)
 {
-	static const struct option longopts[] = { REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 } };
 	struct pcm_dev *dev;
 	struct pcm_cache *c;
 	struct pcm_check_result r;
-	struct info in;
-	int opt, rc;
+	struct info in = { 0 };
+	struct pcm_check_opts o = { 0 };
+	int rc = parse(argc, argv, &in);
 
-	while ((opt = getopt_long(argc, argv, "+uqvh", longopts, NULL)) != -1) {
-		rc = cmd_common_opt(opt, usage_text);
-		if (rc != -2)
-			return rc < 0 ? EXIT_USAGE : rc;
-	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
-	rc = cli_open_cache(argv[optind], PCM_DEV_RDONLY, &dev, &c);
+	if (rc != -2)
+		return rc;
+	rc = cli_open_cache(in.path, PCM_DEV_RDONLY, &dev, &c);
 	if (rc)
 		return rc;
-	rc = pcm_check_run(dev, NULL, &r);
+	o.verify_data = in.verify_data;
+	rc = cli_backing_fits(&in.backing, in.path, dev);
+	if (rc)
+		goto out;
+	rc = pcm_check_run(dev, &o, &r);
 	if (rc) {
-		cli_err(argv[optind], "metadata check failed: %s", strerror(-rc));
+		cli_err(in.path, "metadata check failed: %s", strerror(-rc));
 		rc = EXIT_OPERATIONAL;
 		goto out;
 	}
-	in = (struct info){ .c = c, .r = &r };
+	in.c = c;
+	in.r = &r;
 	judge(&in);
 	if (cli.json)
-		print_json(&in, argv[optind]);
+		print_json(&in, in.path);
 	else if (!cli.quiet)
-		print_text(&in, argv[optind]);
+		print_text(&in, in.path);
 out:
 	pcm_cache_close(c);
 	pcm_dev_close(dev);

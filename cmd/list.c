@@ -413,7 +413,7 @@ int cmd_list(int argc, char **argv)
 	struct listing l = { 0 };
 	int opt, rc = EXIT_OK;
 
-	while ((opt = getopt_long(argc, argv, "+uqvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
 		rc = cmd_common_opt(opt, usage_text);
 		if (rc != -2)
 			return rc < 0 ? EXIT_USAGE : rc;

@@ -39,6 +39,11 @@ static void usage(FILE *f)
 		   "16 usage error, 32 cancelled.\n");
 }
 
+static void print_version(void)
+{
+	printf("pcache %s (libpcachemeta, crc32c %s)\n", PCACHE_VERSION, pcm_crc32c_impl());
+}
+
 int cmd_common_opt(int c, const char *usage_text)
 {
 	switch (c) {
@@ -56,6 +61,9 @@ int cmd_common_opt(int c, const char *usage_text)
 		return -2;
 	case 'h':
 		fputs(usage_text, stdout);
+		return EXIT_OK;
+	case 'V':
+		print_version();
 		return EXIT_OK;
 	case '?':
 	case ':':
@@ -133,8 +141,8 @@ static int dispatch(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-		printf("pcache %s (libpcachemeta, crc32c %s)\n", PCACHE_VERSION, pcm_crc32c_impl());
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) {
+		print_version();
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

@@ -5,15 +5,18 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "verdict.h"
 
 static const char usage_text[] =
-	"usage: pcache replay [--json [-u]] [--dirty-only] [--verify-data] [--backing PATH]\n"
-	"                     [-q] [-v] DEV\n\n"
+	"usage: pcache replay [--json [-u]] [--dirty-only] [--no-verify-data]\n"
+	"                     [--backing PATH | --backing-size SIZE] [-q] [-v] DEV\n\n"
 	"Replays the key log of DEV exactly as the kernel does when it loads the cache, and\n"
 	"prints the resulting extent map in logical order, then a summary.  Read-only.\n\n"
 	"  --dirty-only       list only extents not yet written back\n"
-	"  --verify-data      check every key's data CRC, as the kernel does at load\n"
+	"  --no-verify-data   skip the data CRCs the kernel checks at load (the default\n"
+	"                     checks them when the cache has data_crc; --verify-data too)\n"
 	"  --backing PATH     check key bounds against the size of this backing device\n"
+	"  --backing-size SIZE  the same with the size alone\n"
 	"  --json             a JSON array: extent objects, then one summary object\n"
 	"  -u, --human        with --json: sizes for people\n"
 	"  -q, --quiet        print nothing but errors\n"
@@ -21,7 +24,8 @@ static const char usage_text[] =
 
 struct replay_args {
 	bool dirty_only, verify;
-	const char *backing, *dev;
+	struct cli_backing backing;
+	const char *dev;
 };
 
 struct emit {
@@ -32,29 +36,39 @@ struct emit {
 
 static int parse(int argc, char **argv, struct replay_args *a)
 {
+	enum { OPT_DIRTY = 256, OPT_VERIFY, OPT_NO_VERIFY, OPT_BACKING, OPT_BACKING_SIZE };
 	static const struct option longopts[] = {
-		{ "dirty-only", no_argument, NULL, 'd' },
-		{ "verify-data", no_argument, NULL, 'V' },
-		{ "backing", required_argument, NULL, 'b' },
+		{ "dirty-only", no_argument, NULL, OPT_DIRTY },
+		{ "verify-data", no_argument, NULL, OPT_VERIFY },
+		{ "no-verify-data", no_argument, NULL, OPT_NO_VERIFY },
+		{ "backing", required_argument, NULL, OPT_BACKING },
+		{ "backing-size", required_argument, NULL, OPT_BACKING_SIZE },
 		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
-	int opt, rc;
+	int opt, rc = -2;
 
-	while ((opt = getopt_long(argc, argv, "+uqvh", longopts, NULL)) != -1) {
+	a->verify = true;   /* the kernel checks every key's data at load */
+	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'd': a->dirty_only = true; break;
-		case 'V': a->verify = true; break;
-		case 'b': a->backing = optarg; break;
+		case OPT_DIRTY: a->dirty_only = true; break;
+		case OPT_VERIFY: a->verify = true; break;
+		case OPT_NO_VERIFY: a->verify = false; break;
+		case OPT_BACKING:
+		case OPT_BACKING_SIZE:
+			rc = cli_backing_opt(&a->backing, optarg, opt == OPT_BACKING_SIZE);
+			break;
 		default:
 			rc = cmd_common_opt(opt, usage_text);
 			if (rc != -2)
 				return rc < 0 ? EXIT_USAGE : rc;
 		}
 	}
+	if (rc != -2)
+		return rc;
 	if (optind + 1 != argc)
 		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
 	a->dev = argv[optind];
-	return -2;
+	return cli_backing_resolve(&a->backing, a->dev);
 }
 
 static const char *crc_verdict(const struct emit *em, const struct pcm_extent *e)
@@ -154,9 +168,19 @@ static void print_map(struct emit *em, const struct pcm_replay *r)
 	}
 }
 
-/* The kernel would not load this cache: say why and where. */
-static int refused(const char *dev, const struct pcm_replay *r)
+/* The fsck command that shows the details, with the options that change its checks. */
+static void fsck_hint(const struct replay_args *a)
 {
+	char b[256];
+
+	cli_hint("run 'pcache fsck -n%s%s %s' for details", a->verify ? "" : " --no-verify-data",
+		 cli_backing_hint(&a->backing, b, sizeof(b)), a->dev);
+}
+
+/* The kernel would not load this cache: say why and where. */
+static int refused(const struct replay_args *a, const struct pcm_replay *r)
+{
+	const char *dev = a->dev;
 	const char *why = pcm_replay_error_str(r);
 
 	if (r->dirty_chain_stop < PCM_FAIL_HOPS && r->stop < PCM_FAIL_HOPS && r->bad_key)
@@ -169,13 +193,15 @@ static int refused(const char *dev, const struct pcm_replay *r)
 	else
 		cli_err(dev, "the kernel would refuse this cache: %s (walking from dirty_tail)",
 			why);
-	cli_hint("run 'pcache fsck -n %s' for details", dev);
+	fsck_hint(a);
 	return EXIT_UNCORRECTED;
 }
 
 /* The kernel loads it, but the log is damaged: warn and return 4. */
-static int warnings(const char *dev, const struct pcm_cache *c, const struct pcm_replay *r)
+static int warnings(const struct replay_args *a, const struct pcm_cache *c,
+		    const struct pcm_replay *r)
 {
+	const char *dev = a->dev;
 	int rc = EXIT_OK;
 
 	if (r->stop != PCM_STOP_TERMINATOR) {
@@ -190,30 +216,31 @@ static int warnings(const char *dev, const struct pcm_cache *c, const struct pcm
 		rc = EXIT_UNCORRECTED;
 	}
 	if (rc)
-		cli_hint("run 'pcache fsck -n %s' for details", dev);
+		fsck_hint(a);
 	return rc;
 }
 
-static int run(const struct replay_args *a, struct pcm_cache *c)
+static int run(const struct replay_args *a, struct pcm_dev *dev, struct pcm_cache *c)
 {
 	struct pcm_replay_opts o = { .verify_data = a->verify };
 	struct emit em = { .c = c, .a = a };
 	struct pcm_replay *r;
-	int rc = a->backing ? cli_backing_size(a->backing, &c->backing_size) : EXIT_OK;
+	int rc = cli_backing_fits(&a->backing, a->dev, dev);
 
 	if (rc)
 		return rc;
+	c->backing_size = a->backing.size;   /* 0 when not known: bounds not checked */
 	rc = pcm_replay_run(c, &o, &r);
 	if (rc) {
 		cli_err(a->dev, "replay failed: %s", strerror(-rc));
 		return EXIT_OPERATIONAL;
 	}
 	if (r->failed) {
-		rc = refused(a->dev, r);
+		rc = refused(a, r);
 	} else {
 		print_map(&em, r);
 		fflush(stdout);
-		rc = warnings(a->dev, c, r);
+		rc = warnings(a, c, r);
 	}
 	pcm_replay_free(r);
 	return rc;
@@ -231,7 +258,7 @@ int cmd_replay(int argc, char **argv)
 	rc = cli_open_cache(a.dev, PCM_DEV_RDONLY, &dev, &c);
 	if (rc)
 		return rc;
-	rc = run(&a, c);
+	rc = run(&a, dev, c);
 	pcm_cache_close(c);
 	pcm_dev_close(dev);
 	return rc;

@@ -96,7 +96,7 @@ static int parse(int argc, char **argv, struct serve_args *a)
 	uint64_t v;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "+qvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qvVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'S': a->socket = optarg; break;
 		case 'i': a->ip = optarg; break;
@@ -317,6 +317,12 @@ static void build_argv(const struct serve *s, struct argv_buf *b)
 	ARG(nbdkit && *nbdkit ? nbdkit : "nbdkit");
 	ARG("--foreground");
 	ARG("--exit-with-parent");
+	/*
+	 * One worker thread per connection: nbdkit 1.32 (Debian 12) aborts on an
+	 * assertion (raw_send_socket: sock >= 0) when a client goes away while two
+	 * threads of its connection are replying.  Connections still run in parallel.
+	 */
+	ARG("--threads=1");
 	ARG("--pidfile");
 	ARG(s->pidfile);
 	if (a->readonly)
@@ -376,6 +382,13 @@ static int start(struct serve *s)
 	if (s->pid == 0) {
 		int null = open("/dev/null", O_RDONLY);
 
+		/*
+		 * Signals reach nbdkit through us only: `timeout` and a terminal's ^C
+		 * signal the whole process group, and a second TERM straight to nbdkit
+		 * would cut its clean close short (--exit-with-parent stops it if we die).
+		 */
+		setpgid(0, 0);
+
 		if (null >= 0)
 			dup2(null, STDIN_FILENO);
 		/* our stdout carries the URI only: nbdkit's goes with its stderr */
@@ -392,6 +405,23 @@ static int start(struct serve *s)
 	return EXIT_OK;
 }
 
+/* nbdkit's words for a client that disconnected with requests in flight. */
+static bool client_gone(const char *e)
+{
+	static const char *const io[] = { "write data: ", "write reply: ", "read request: ",
+					  "read data: ", "write error reply: " };
+	static const char *const why[] = { "Broken pipe", "Connection reset by peer",
+					   "Transport endpoint is not connected" };
+	bool sock = false;
+
+	for (size_t i = 0; i < sizeof(io) / sizeof(io[0]); i++)
+		sock |= !strncmp(e, io[i], strlen(io[i]));
+	for (size_t i = 0; sock && i < sizeof(why) / sizeof(why[0]); i++)
+		if (strstr(e, why[i]))
+			return true;
+	return false;
+}
+
 /*
  * One line of nbdkit's output: its error lines ("nbdkit: error: MSG",
  * "nbdkit: pcache[1]: error: MSG") become ours, with DEV and BACKING as the
@@ -404,6 +434,8 @@ static void relay_line(struct serve *s, const char *l)
 
 	if (!strncmp(l, "Use 'nbdkit --help'", 19))
 		return;   /* after a usage error of ours: not the user's to act on */
+	if (e && !cli.verbose && client_gone(e + 7))
+		return;   /* a client that went away is not an error of the cache */
 	if (!e) {
 		fprintf(stderr, "%s\n", l);
 		return;
@@ -467,7 +499,8 @@ static void announce(struct serve *s)
 /* Until nbdkit exits: its output relayed, signals passed on, readiness announced. */
 static int supervise(struct serve *s, int *wstatus)
 {
-	bool open_fd = true, forwarded = false, killed = false;
+	bool open_fd = true;
+	sig_atomic_t forwarded = 0;
 
 	for (;;) {
 		struct pollfd p = { .fd = s->err_fd, .events = POLLIN };
@@ -477,14 +510,10 @@ static int supervise(struct serve *s, int *wstatus)
 			open_fd = relay(s);
 		else if (!open_fd)
 			usleep(20000);
-		if (got_signal && !forwarded) {
+		if (n_signals > forwarded) {
+			/* every TERM/INT is passed on: nbdkit finishes its clean close */
 			kill(s->pid, SIGTERM);
-			forwarded = true;
-		}
-		if (n_signals > 1 && !killed) {
-			/* asked twice: stop now, whatever is not flushed yet */
-			kill(s->pid, SIGKILL);
-			killed = true;
+			forwarded = n_signals;
 		}
 		w = waitpid(s->pid, wstatus, WNOHANG);
 		if (w == s->pid)

@@ -1612,7 +1612,7 @@ static int parse(int argc, char **argv, struct sh *s, const char **cmds)
 	};
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, "+wc:qvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "wc:qvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'w': s->writable = true; continue;
 		case 'c': *cmds = optarg; continue;
@@ -1646,8 +1646,10 @@ int cmd_shell(int argc, char **argv)
 		return rc;
 	s.dev_size = pcm_dev_size(s.dev);
 	if (s.dev_size < PCM_SB_OFF + PCM_SB_SIZE) {
-		cli_err(s.path, "not a pcache device: %" PRIu64 " bytes is too small to hold a "
-			"superblock", s.dev_size);
+		char why[256];
+
+		cli_sb_words(s.dev, why, sizeof(why));
+		cli_err(s.path, "%s", why);
 		pcm_dev_close(s.dev);
 		return EXIT_OPERATIONAL;
 	}

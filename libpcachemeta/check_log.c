@@ -282,9 +282,13 @@ static void chk_tails_and_segments(struct logchk *l, const struct pcm_replay *r)
 	}
 }
 
-static void fill_result(struct pcm_check_result *res, const struct pcm_replay *r)
+static void fill_result(struct pcm_check_result *res, const struct pcm_replay *r,
+			const struct pcm_cache *c, bool verify_data)
 {
 	res->replayed = true;
+	res->max_key_end = r->max_key_end;
+	res->data_crc = c->data_crc;
+	res->data_verified = c->data_crc && verify_data;
 	res->ksets = r->ksets;
 	res->keys = r->keys;
 	res->live_extents = r->live_extents;
@@ -322,7 +326,7 @@ int chk_log(struct chk *k)
 		chk_tails_and_segments(&l, r);
 		if (r->stop != PCM_FAIL_HOPS)   /* a looping log meets the same keys again */
 			chk_alias(&l);
-		fill_result(k->res, r);
+		fill_result(k->res, r, c, k->o->verify_data);
 	}
 	pcm_replay_free(r);
 	free(l.spans);

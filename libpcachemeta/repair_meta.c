@@ -170,6 +170,12 @@ static int fix_sb(struct rplan *r, const struct pcm_problem *p)
 	if (rc)
 		return rc;
 	fit = fit > PCM_SEGS_MAX ? PCM_SEGS_MAX : fit;
+	if (r->o->keep_seg_num && sb.seg_num > fit && sb.seg_num <= PCM_SEGS_MAX &&
+	    pcm_sb_check(&sb, pcm_dev_size(r->ov)) == PCM_SB_BAD_SEG_NUM) {
+		r->plan->held_seg_num = true;   /* a valid superblock on a device too small */
+		r->plan->seg_num_fit = fit;
+		return 0;
+	}
 	ci_ok = ci_get(r->ov, &ci) >= 0 && ci.n_segs >= 1 && ci.n_segs <= fit;
 	want = sb.seg_num >= 1 && sb.seg_num <= fit ? sb.seg_num : fit;
 	if (ci_ok && want < ci.n_segs)

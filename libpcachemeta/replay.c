@@ -91,10 +91,14 @@ static int replay_kset(const struct pcm_cache *c, const struct pcm_replay_opts *
 		struct pcm_key k;
 		enum pcm_key_verdict v;
 		struct pcm_extent e;
+		uint64_t end;
 		bool stale, dirty;
 		int rc;
 
 		pcm_walk_key(w, i, &k);
+		end = k.off > UINT64_MAX - k.len ? UINT64_MAX : k.off + k.len;
+		if (k.len && end > r->max_key_end)   /* stale keys too: the kernel checks them */
+			r->max_key_end = end;
 		v = pcm_key_check(c, &k, o->verify_data);
 		stale = v == PCM_KEY_OK && k.seg_gen < c->gen[k.cseg];
 		dirty = dirty_zone && !(k.flags & PCM_KEY_F_CLEAN);

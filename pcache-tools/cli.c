@@ -124,6 +124,23 @@ const char *cli_fmt_size(uint64_t b, char *buf, size_t len)
 	return buf;
 }
 
+const char *cli_fmt_bytes(uint64_t b, char *buf, size_t len)
+{
+	char h[32];
+
+	if (b < 1024)
+		snprintf(buf, len, "%" PRIu64 " %s", b, b == 1 ? "byte" : "bytes");
+	else
+		snprintf(buf, len, "%s (%" PRIu64 " bytes)", cli_fmt_size(b, h, sizeof(h)), b);
+	return buf;
+}
+
+const char *cli_count(uint64_t n, const char *one, const char *many, char *buf, size_t len)
+{
+	snprintf(buf, len, "%" PRIu64 " %s", n, n == 1 ? one : many);
+	return buf;
+}
+
 const char *cli_dev_strerror(int err)
 {
 	switch (-err) {

@@ -43,12 +43,27 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* 1073741824 -> "1.00 GiB"; buf of at least 32 bytes. */
 const char *cli_fmt_size(uint64_t bytes, char *buf, size_t len);
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* 2147483648 -> "2.00 GiB (2147483648 bytes)": a size for people, exact too. */
+const char *cli_fmt_bytes(uint64_t bytes, char *buf, size_t len);
+/* "1 problem", "2 problems": n and the word in the right number. */
+const char *cli_count(uint64_t n, const char *one, const char *many, char *buf, size_t len);
+#define CLI_COUNT(n, one, many) cli_count((n), (one), (many), (char[48]){ 0 }, 48)
 
 /* Opens DEV, printing the error line on failure; returns an exit code. */
 int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev);
+/*
+ * The superblock of dev in words, the same in every command: CLI_SB_OK (a pcache
+ * superblock that fits the device; buf untouched), CLI_SB_NOT_PCACHE ("not a pcache
+ * device: ...") or CLI_SB_BAD (a pcache superblock the kernel refuses: corrupt, or a
+ * truncated device).  buf gets the whole phrase.
+ */
+enum cli_sb_kind { CLI_SB_OK = 0, CLI_SB_NOT_PCACHE, CLI_SB_BAD };
+enum cli_sb_kind cli_sb_words(struct pcm_dev *dev, char *buf, size_t len);
 /* Opens DEV and its cache (load checks), printing the error line; returns an exit code. */
 int cli_open_cache(const char *path, unsigned dev_flags, struct pcm_dev **dev,
 		   struct pcm_cache **cache);
+/* True when a and b name the same file or device (a cache used as its own backing). */
+bool cli_same_device(const char *a, const char *b);
 /* Size of a backing device as the kernel sees it (whole sectors); refuses empty or dax. */
 int cli_backing_size(const char *path, uint64_t *size);
 /* Message for an errno from pcm_dev_open, with the device busy case spelled out. */

@@ -495,6 +495,7 @@ struct pcm_replay {
 	enum pcm_walk_stop dirty_chain_stop; /* step 10 result; FAIL_* means refused */
 	uint64_t ksets, last_ksets, keys, stale_keys, empty_overlaps, bad_keys;
 	uint64_t live_extents, dirty_bytes, clean_bytes;
+	uint64_t max_key_end;           /* highest off + len of any key walked (saturates) */
 	uint32_t segs_used;
 	uint8_t *seg_used;              /* n_segs bytes: 0 free, 1 log, 2 data, 3 both */
 	uint32_t *refs;                 /* n_segs reference counts */
@@ -641,6 +642,14 @@ struct pcm_check_result {
 	uint32_t segs_used;
 	struct pcm_pos key_head;
 	enum pcm_problem_code worst;   /* first problem of the highest severity */
+	/*
+	 * What the verdict rests on: the kernel checks every key against the backing
+	 * device's size (a key ending past it fails the load) and, with DATA_CRC, every
+	 * key's data.  Valid when replayed.
+	 */
+	uint64_t max_key_end;          /* highest off + len of any key on the log */
+	bool data_crc;                 /* the cache has DATA_CRC */
+	bool data_verified;            /* ... and the data CRCs were checked */
 };
 
 /* Runs every check on dev (read-only).  Returns 0 or a negative errno. */
@@ -674,6 +683,12 @@ struct pcm_repair_opts {
 	void (*report)(const struct pcm_problem *p, void *arg);
 	void *arg;
 	bool force;                    /* pcm_repair_apply writes over bad blocks too */
+	/*
+	 * Never shrink seg_num to fit a device smaller than its valid superblock says
+	 * (a truncated image, or the wrong device): the segments past the end, and
+	 * the data in them, are gone.  The plan then says so in held_seg_num.
+	 */
+	bool keep_seg_num;
 };
 
 struct pcm_repair_plan {
@@ -684,6 +699,8 @@ struct pcm_repair_plan {
 	uint64_t lost_keys, lost_dirty_bytes, lost_ksets;
 	bool can_fix_all;              /* after.problems == 0 */
 	bool force;                    /* from pcm_repair_opts.force */
+	bool held_seg_num;             /* keep_seg_num kept a seg_num the device cannot hold */
+	uint32_t seg_num_fit;          /* ... and the seg_num the device can hold */
 };
 
 /* Plans every allowed fix for dev (opened read-only is fine). */

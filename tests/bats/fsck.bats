@@ -114,15 +114,16 @@ pty() {
 		[ "$(codes "$img")" = "${c#*:}" ] || die "${c%%:*}: codes $(codes "$img")"
 		rm -f "$img"
 	done
-	# a key's data checksum: only with --verify-data, and still nothing written (md5)
+	# a key's data checksum: checked by default (as the kernel does at load), skipped
+	# with --no-verify-data, and still nothing written (md5)
 	img=$(damaged data.pmem key-data-crc)
 	before=$(md5 "$img")
-	run --separate-stderr pcache fsck -n "$img"
+	run --separate-stderr pcache fsck -n --no-verify-data "$img"
 	assert_status 0
-	run --separate-stderr pcache fsck -n --verify-data "$img"
+	run --separate-stderr pcache fsck -n "$img"
 	assert_status 4
 	assert_contains "$output" "error: KEY_DATA_CRC at "
-	[ "$(md5 "$img")" = "$before" ] || die "fsck -n --verify-data wrote to the image"
+	[ "$(md5 "$img")" = "$before" ] || die "fsck -n wrote to the image"
 }
 
 @test "without a terminal, fsck with no mode is -n: the same report and exit, nothing written" {
@@ -131,7 +132,7 @@ pty() {
 	run --separate-stderr pcache fsck -n "$img"
 	assert_status 4
 	checked=$output
-	grep -qxF "$img: 4 problems (1 critical, 1 errors, 0 warnings, 2 notes); the kernel would load this cache" <<<"$output" ||
+	grep -qxF "$img: 4 problems (1 critical, 1 error, 0 warnings, 2 notes); the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" <<<"$output" ||
 		die "-n: '$output'"
 	run --separate-stderr pcache fsck "$img" </dev/null
 	assert_status 4
@@ -155,7 +156,7 @@ pty() {
 	[ "$fixed" = "fixed: CI_REPLICA_BAD at cache_info replica 0: rewrite replica 0 of cache_info replica 0 from replica 1 (seq 1 -> 2)
 fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail replica 0 from replica 1 (seq 2 -> 3)" ] ||
 		die "fixed: '$fixed'"
-	[ "$(last_line)" = "$img: 4 problems found, 2 changes made; 2 problems remain; the kernel would load this cache" ] ||
+	[ "$(last_line)" = "$img: 4 problems found, 2 changes made; 2 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "-p: '$(last_line)'"
 	assert_codes "$img" LOG_END_CORRUPT,LOG_LOST_KSETS
 	before=$(state "$img")
@@ -174,11 +175,11 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 		img=$(damaged img.pmem ${c%%:*})
 		run --separate-stderr pcache fsck -y "$img"
 		[ "$status" -eq 1 ] || die "${c%%:*}: -y exit $status: $output $stderr"
-		[[ "$(last_line)" == "$img: "*" problems found, ${c#*:} changes made; 0 problems remain; the kernel would load this cache" ]] ||
+		[[ "$(last_line)" == "$img: "*" found, ${c#*:} change"*" made; 0 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ]] ||
 			die "${c%%:*}: '$(last_line)'"
 		run --separate-stderr pcache fsck -n "$img"
 		[ "$status" -eq 0 ] || die "${c%%:*}: -n after -y exit $status: $output"
-		[ "$(last_line)" = "$img: clean: no problems found; the kernel would load this cache" ] ||
+		[ "$(last_line)" = "$img: clean: no problems found; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 			die "${c%%:*}: '$(last_line)'"
 		rm -f "$img"
 	done
@@ -186,7 +187,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	before=$(state "$img")
 	run --separate-stderr pcache fsck -y --undo "$BATS_TEST_TMPDIR/clean.undo" "$img"
 	assert_status 0
-	[ "$(last_line)" = "$img: 0 problems found, 0 changes made; 0 problems remain; the kernel would load this cache" ] ||
+	[ "$(last_line)" = "$img: 0 problems found, 0 changes made; 0 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "clean -y: '$(last_line)'"
 	[ "$(state "$img")" = "$before" ] || die "-y wrote to a clean image"
 	[ ! -e "$BATS_TEST_TMPDIR/clean.undo" ] || die "an undo file was created with nothing to fix"
@@ -197,7 +198,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	before=$(state "$img")
 	run --separate-stderr pcache fsck -y "$img"
 	assert_status 4
-	[ "$(last_line)" = "$img: 1 problems found, 0 changes made; 1 problems remain; the kernel would load this cache" ] ||
+	[ "$(last_line)" = "$img: 1 problem found, 0 changes made; 1 problem remains; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "unfixable: '$(last_line)'"
 	[ "$(state "$img")" = "$before" ] || die "-y wrote with nothing fixable"
 
@@ -206,7 +207,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	run --separate-stderr pcache fsck -y --dry-run --undo "$BATS_TEST_TMPDIR/dry.undo" "$img"
 	assert_status 4
 	[ "$(grep -c '^would fix: ' <<<"$output")" -eq 3 ] || die "dry run: $output"
-	[ "$(last_line)" = "$img: 4 problems found, 3 changes planned (nothing written); 0 problems remain; the kernel would load this cache" ] ||
+	[ "$(last_line)" = "$img: 4 problems found, 3 changes planned (nothing written); 0 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "dry run: '$(last_line)'"
 	[ "$(state "$img")" = "$before" ] || die "--dry-run wrote to the image"
 	[ ! -e "$BATS_TEST_TMPDIR/dry.undo" ] || die "--dry-run created the undo file"
@@ -216,7 +217,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	run --separate-stderr pcache fsck -n "$img"
 	assert_status 8
 	assert_error_line fsck "$img"
-	assert_contains "$stderr" "not a pcache device: superblock magic is 0"
+	[ "$stderr" = "pcache fsck: $img: not a pcache device: no pcache superblock" ] || die "stderr: $stderr"
 	run --separate-stderr pcache fsck -y --undo "$BATS_TEST_TMPDIR/nm.undo" "$img"
 	assert_status 8
 	[ "$stderr" = "pcache fsck: $img: not a pcache device: no pcache superblock: nothing was changed" ] ||
@@ -226,7 +227,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 
 	run --separate-stderr pcache fsck -n -y "$img"
 	assert_status 16
-	[ "$stderr" = "pcache fsck: -n, -p and -y exclude each other (try 'pcache fsck --help')" ] || die "stderr '$stderr'"
+	[ "$stderr" = "pcache fsck: -n, -p, -y and --repair exclude each other (try 'pcache fsck --help')" ] || die "stderr '$stderr'"
 	run --separate-stderr pcache fsck -y
 	assert_status 16
 	[ "$stderr" = "pcache fsck: missing DEV (try 'pcache fsck --help')" ] || die "stderr '$stderr'"
@@ -238,12 +239,12 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	u="$BATS_TEST_TMPDIR/n.undo"
 	run --separate-stderr pcache fsck -n --undo "$u" "$img"
 	assert_status 16
-	[ "$stderr" = "pcache fsck: --undo and --dry-run go with -p, -y or the interactive mode (try 'pcache fsck --help')" ] ||
+	[ "$stderr" = "pcache fsck: --undo and --dry-run go with -p, -y, --repair or the interactive mode (try 'pcache fsck --help')" ] ||
 		die "stderr '$stderr'"
 	assert_no_stdout
 	run --separate-stderr pcache fsck --undo "$u" "$img" </dev/null
 	assert_status 16
-	[ "$stderr" = "pcache fsck: --undo and --dry-run go with -p, -y or the interactive mode (try 'pcache fsck --help')" ] ||
+	[ "$stderr" = "pcache fsck: --undo and --dry-run go with -p, -y, --repair or the interactive mode (try 'pcache fsck --help')" ] ||
 		die "stderr '$stderr'"
 	[ ! -e "$u" ] || die "an undo file was created"
 	[ "$(state "$img")" = "$before" ] || die "the image was written"
@@ -255,7 +256,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	assert_status 1
 	asked "$P1" "${Q1}y" "$P2" "${Q2}y" "$P3" "${Q3}y"
 	[ "$(grep -c '^fixed: ' <<<"$output")" -eq 3 ] || die "fixed: $output"
-	[ "$(last_line)" = "$img: 4 problems found, 3 changes made; 0 problems remain; the kernel would load this cache" ] ||
+	[ "$(last_line)" = "$img: 4 problems found, 3 changes made; 0 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "'$(last_line)'"
 	assert_codes "$img" ""
 }
@@ -266,7 +267,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	run --separate-stderr pty n n n -- "$PCACHE" fsck "$img"
 	assert_status 36
 	asked "$P1" "${Q1}n" "$P2" "${Q2}n" "$P3" "${Q3}n"
-	[ "$(last_line)" = "$img: 4 problems found, 0 changes made; 4 problems remain; the kernel would load this cache" ] ||
+	[ "$(last_line)" = "$img: 4 problems found, 0 changes made; 4 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "'$(last_line)'"
 	[ "$(state "$img")" = "$before" ] || die "the image was written"
 	assert_codes "$img" "$ALL_CODES"
@@ -298,7 +299,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	run --separate-stderr pty y q -- "$PCACHE" fsck "$img"
 	assert_status 37
 	asked "$P1" "${Q1}y" "$P2" "${Q2}q"
-	[ "$(last_line)" = "$img: 4 problems found, 1 changes made; 3 problems remain; the kernel would load this cache" ] ||
+	[ "$(last_line)" = "$img: 4 problems found, 1 change made; 3 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "'$(last_line)'"
 	assert_codes "$img" LOG_END_CORRUPT,LOG_LOST_KSETS,TAIL_REPLICA_BAD
 	img=$(damaged img2.pmem "${DAMAGE[@]}")

@@ -95,3 +95,15 @@ commands() {
 	assert_status 8
 	[ "$stderr" = "pcache dump: write error: No space left on device" ] || die "stderr: $stderr"
 }
+
+@test "-V and --version work before and after a command" {
+	local c
+	for c in "" info dump replay fsck list shell serve; do
+		run --separate-stderr pcache $c -V
+		assert_status 0
+		[[ "$output" == "pcache "[0-9]*" (libpcachemeta, crc32c "*")" ]] || die "$c -V: $output"
+		run --separate-stderr pcache $c --version
+		assert_status 0
+		[[ "$output" == "pcache "[0-9]* ]] || die "$c --version: $output"
+	done
+}

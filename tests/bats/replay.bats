@@ -85,6 +85,9 @@ print(eval(sys.argv[2]))' "$1" "$2"
 	[ "${#lines[@]}" -eq 1841 ]
 	[ "${lines[-1]}" = "$SUMMARY_DIRTY" ]
 	[[ "${lines[0]}" == *offset*length*cache_seg*seg_off*state*data_crc ]]
+	[[ "${lines[1]}" =~ ^\ +192512\ +4096\ +2\ +4657152\ +dirty\ +ok$ ]]
+	run --separate-stderr "$PCACHE" replay --no-verify-data "$img"
+	[ "$status" -eq 0 ]
 	[[ "${lines[1]}" =~ ^\ +192512\ +4096\ +2\ +4657152\ +dirty\ +unchecked$ ]]
 }
 
@@ -96,7 +99,7 @@ print(eval(sys.argv[2]))' "$1" "$2"
 	python3 -m json.tool "$BATS_TEST_TMPDIR/r.json" >/dev/null
 	[ "$(json_eval "$BATS_TEST_TMPDIR/r.json" 'len(ext), sum(e["length"] for e in ext)')" = "(1839, 7532544)" ]
 	[ "$(json_eval "$BATS_TEST_TMPDIR/r.json" 'all(x["offset"] + x["length"] <= y["offset"] for x, y in zip(ext, ext[1:]))')" = True ]
-	[ "$(json_eval "$BATS_TEST_TMPDIR/r.json" 'all(e["dirty"] and e["data_crc"] == "unchecked" for e in ext)')" = True ]
+	[ "$(json_eval "$BATS_TEST_TMPDIR/r.json" 'all(e["dirty"] and e["data_crc"] == "ok" for e in ext)')" = True ]
 	[ "$(json_eval "$BATS_TEST_TMPDIR/r.json" 'a[-1]["type"], summ[0]["dirty_bytes"], summ[0]["key_head"], summ[0]["ksets"], summ[0]["keys"], summ[0]["stale_keys"]')" = "('summary', 7532544, {'cache_seg': 0, 'seg_off': 76784}, 16, 1910, 0)" ]
 }
 
@@ -210,23 +213,31 @@ f.seek(16416); f.write(r)' "$1" "$2"
 	[[ "${lines[1]}" == *" dirty       off" ]]
 }
 
-@test "replay: a backing device too small for the keys: the kernel would refuse, exit 4" {
+@test "replay: a backing device smaller than the cached data: wrong backing device, exit 8" {
 	fixture $DIRTY
 	truncate -s 1M "$BATS_TEST_TMPDIR/small-back"
 	run --separate-stderr "$PCACHE" replay --backing "$BATS_TEST_TMPDIR/small-back" "$img"
-	[ "$status" -eq 4 ]
+	[ "$status" -eq 8 ]
 	[ -z "$output" ]
-	[[ "$stderr" == *"pcache replay: $img: the kernel would refuse this cache: length zero or past the backing device (key 0 of the kset at 0:0)"* ]]
-	[[ "$stderr" == *"hint: run 'pcache fsck"* ]]
+	[ "$stderr" = "pcache replay: $img: cached data reaches 2.00 GiB (2146758656 bytes), but the backing device $BATS_TEST_TMPDIR/small-back holds 1.00 MiB (1048576 bytes): wrong backing device? nothing was checked or changed" ]
+	run --separate-stderr "$PCACHE" replay --backing-size 1G "$img"
+	[ "$status" -eq 8 ]
+	[[ "$stderr" == *"but --backing-size gives 1.00 GiB (1073741824 bytes): wrong backing device?"* ]]
 	run "$PCACHE" replay --backing "$BATS_TEST_TMPDIR/nope" "$img"
 	[ "$status" -eq 8 ]
+	run --separate-stderr "$PCACHE" replay --backing "$img" "$img"
+	[ "$status" -eq 16 ]
+	[[ "$stderr" == *"a cache cannot be its own backing device"* ]]
 }
 
-@test "replay: corrupted cached data with --verify-data: refused, exit 4" {
+@test "replay: corrupted cached data: refused by default as by the kernel, exit 4" {
 	fixture $DIRTY
 	flip_byte "$img" $((20480 + 16777216 + 12288 + 10))
-	run "$PCACHE" replay "$img"
+	run "$PCACHE" replay --no-verify-data "$img"
 	[ "$status" -eq 0 ]
+	run --separate-stderr "$PCACHE" replay "$img"
+	[ "$status" -eq 4 ]
+	[[ "$stderr" == *"the kernel would refuse this cache: data checksum mismatch (key 0 of the kset at 0:0)"* ]]
 	run --separate-stderr "$PCACHE" replay --verify-data "$img"
 	[ "$status" -eq 4 ]
 	[[ "$stderr" == *"the kernel would refuse this cache: data checksum mismatch (key 0 of the kset at 0:0)"* ]]

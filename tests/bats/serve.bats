@@ -470,3 +470,27 @@ assert not bad, bad
 	assert_contains "$stderr" "cannot open plugin"
 	assert_no_stdout
 }
+
+@test "serve: clients killed with reads in flight, then two TERMs: nothing printed, clean stop" {
+	need nbdcopy "libnbd-bin"
+	new_pair 512M
+	start_serve "$CACHE" "$BACK" || die "serve failed: $(cat "$SERVE_ERR")"
+	local i
+	for i in 1 2 3; do
+		timeout -s KILL 0.3 nbdcopy "$URI" null: 2>/dev/null || true
+	done
+	# still serving after the clients went away
+	nbdcopy "$URI" null: || die "serve stopped serving: $(cat "$SERVE_ERR")"
+	kill -TERM "$SERVE_PID"
+	sleep 0.05
+	kill -TERM "$SERVE_PID" 2>/dev/null || true
+	SERVE_STATUS=0
+	wait "$SERVE_PID" || SERVE_STATUS=$?
+	SERVE_PID=""
+	[ "$SERVE_STATUS" -eq 0 ] || die "exit $SERVE_STATUS: $(cat "$SERVE_ERR")"
+	run --separate-stderr cat "$SERVE_ERR"
+	[ "${#lines[@]}" -eq 2 ] || die "stderr: $output"
+	[[ "${lines[1]}" == *": stopped; the cache was closed cleanly" ]] || die "stderr: $output"
+	run pcache fsck -n "$CACHE"
+	assert_status 0
+}

@@ -107,7 +107,7 @@ refused_stale() {
 	u="$BATS_TEST_TMPDIR/img.undo"
 	run --separate-stderr pcache fsck -y --undo "$u" "$img"
 	assert_status 1
-	[ "${output##*$'\n'}" = "$img: 4 problems found, 3 changes made; 0 problems remain; the kernel would load this cache" ] ||
+	[ "${output##*$'\n'}" = "$img: 4 problems found, 3 changes made; 0 problems remain; the kernel would load this cache over a backing device of at least 2.00 GiB (2146758656 bytes)" ] ||
 		die "fsck -y: '$output'"
 	[ "$(stat -c %a "$u")" = 600 ] || die "undo file mode $(stat -c %a "$u")"
 	[ "$(records "$u" | wc -l)" -eq 4 ] || die "records: $(records "$u")"
