@@ -184,8 +184,10 @@ try:
     d = json.load(open(sys.argv[1]))[0]
 except Exception:
     err = open(sys.argv[2]).read()
-    # not a pcache device: magic 0 -> the kernel formats it; anything else -> refused
-    print("resets" if "magic is 0" in err or "no pcache superblock" in err else "refuses")
+    # not a pcache device: magic 0 on a big enough device -> the kernel formats it;
+    # a foreign magic, a device too small, a wrong backing device -> refused
+    zero = "no pcache superblock" in err and "(magic 0x" not in err and "512 MiB" not in err
+    print("resets" if zero else "refuses")
     sys.exit(0)
 crash = any(p.get("kernel", "").startswith("crashes") for p in d.get("problems", []))
 print("crashes" if crash else d["kernel_verdict"])
