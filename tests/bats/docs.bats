@@ -161,6 +161,12 @@ poke() {
 			done
 		done
 	done
+	# undo: a repair of a copy of b with an undo file, put back with --json
+	cp --sparse=always "$b" "$BATS_TEST_TMPDIR/u.pmem"
+	run "$PCACHE" fsck -y --undo "$BATS_TEST_TMPDIR/u.undo" "$BATS_TEST_TMPDIR/u.pmem"
+	[ "$status" -eq 1 ] || die "fsck -y --undo exit $status: $output"
+	"$PCACHE" undo --json "$BATS_TEST_TMPDIR/u.undo" "$BATS_TEST_TMPDIR/u.pmem" >"$out/undo.json" ||
+		die "undo --json failed"
 	run --separate-stderr python3 - "$REPO_ROOT/doc/json.md" "$out" <<'EOF'
 import json, os, sys
 doc = open(sys.argv[1]).read()
