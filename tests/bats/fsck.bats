@@ -21,48 +21,12 @@ Q2="Fix: rewrite replica 0 of key_tail replica 0 from replica 1 (seq 2 -> 3)? [y
 P3="LOG_END_CORRUPT at kset 0:10288: kset checksum mismatch."
 Q3="Fix: log from 0:10288: rebuild it in free segment 3 (13 ksets); 0 keys dropped, 1 corrupt ksets skipped? [y/n/a/q] "
 
-# imgsum FILE: an md5 of FILE's size and of every non-zero 4 KiB block with its offset,
-# read through SEEK_DATA: equal for two files exactly when their bytes are, and fast on
-# a sparse 1 GiB image (md5sum reads all of it).
-imgsum() {
-	python3 - "$1" <<'EOF'
-import hashlib, os, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-size = os.fstat(fd).st_size
-h = hashlib.md5(b"%d\n" % size)
-off, B = 0, 4096
-while off < size:
-    try:
-        off = os.lseek(fd, off, os.SEEK_DATA)
-    except OSError:
-        break
-    end = os.lseek(fd, off, os.SEEK_HOLE)
-    off -= off % B
-    while off < end:
-        b = os.pread(fd, B, off)
-        if b.strip(b"\0"):
-            h.update(b"%d:" % off)
-            h.update(b)
-        off += B
-print(h.hexdigest())
-EOF
-}
 
 # state FILE: its imgsum and its modification time (a write of the same bytes shows too).
 state() {
 	echo "$(imgsum "$1") $(stat -c %y "$1")"
 }
 
-# damaged NAME CASE...: a copy of the dirty kernel fixture with each corruption applied.
-damaged() {
-	local img c
-	img=$(fixture_copy "$FX_DIRTY" "$1") || return 1
-	shift
-	for c in "$@"; do
-		"$CORRUPT" "$img" "$c" >/dev/null || { die "corrupt $img $c failed"; return 1; }
-	done
-	echo "$img"
-}
 
 # codes IMG: the problem codes fsck -n finds on IMG, sorted, comma separated ("" when clean).
 codes() {

@@ -125,6 +125,44 @@ exec(sys.argv[2])
 ' "$1" "$2"
 }
 
+# imgsum FILE: an md5 of FILE's size and of every non-zero 4 KiB block with its offset,
+# read through SEEK_DATA: equal for two files exactly when their bytes are, and fast on
+# a sparse 1 GiB image (md5sum reads all of it).
+imgsum() {
+	python3 - "$1" <<'EOF'
+import hashlib, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+h = hashlib.md5(b"%d\n" % size)
+off, B = 0, 4096
+while off < size:
+    try:
+        off = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    end = os.lseek(fd, off, os.SEEK_HOLE)
+    off -= off % B
+    while off < end:
+        b = os.pread(fd, B, off)
+        if b.strip(b"\0"):
+            h.update(b"%d:" % off)
+            h.update(b)
+        off += B
+print(h.hexdigest())
+EOF
+}
+
+# damaged NAME CASE...: a copy of the dirty kernel fixture with each corruption applied.
+damaged() {
+	local img c
+	img=$(fixture_copy "$FX_DIRTY" "$1") || return 1
+	shift
+	for c in "$@"; do
+		"$PCACHE_BUILD/tests/corrupt" "$img" "$c" >/dev/null || { die "corrupt $img $c failed"; return 1; }
+	done
+	echo "$img"
+}
+
 setup_file() {
 	[ -x "$PCACHE" ] || die "$PCACHE is not built (run make, or set PCACHE)"
 }
