@@ -44,6 +44,12 @@ int cli_parse_size(const char *s, uint64_t *out);
 const char *cli_fmt_size(uint64_t bytes, char *buf, size_t len);
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
 
+/*
+ * The error line for a device someone else holds, naming the holder: "PATH: cannot open:
+ * in use by WHO" (plus how to release a dm table).  WHO as pcm_dev_open() found it
+ * (pcm_dev_errmsg()), or looked up now (pcm_dev_holder()) when NULL or "".
+ */
+void cli_err_busy(const char *path, const char *who);
 /* Opens DEV, printing the error line on failure; returns an exit code. */
 int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev);
 /* Opens DEV and its cache (load checks), printing the error line; returns an exit code. */
