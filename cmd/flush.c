@@ -48,6 +48,7 @@ struct flush_args {
 	bool dry_run, verify, no_meta;
 	unsigned batch;
 	const char *dev, *backing;
+	struct cli_backing bk;        /* BACKING resolved: its size in whole sectors */
 };
 
 /* Shared with the callbacks: progress, the dry-run listing, test hooks. */
@@ -102,46 +103,35 @@ static int parse(int argc, char **argv, struct flush_args *a)
 				       "too many arguments");
 	a->dev = argv[optind];
 	a->backing = argv[optind + 1];
-	return -2;
-}
-
-static int backing_size(const char *path, uint64_t *out)
-{
-	struct pcm_dev *b;
-	int rc = cli_open_dev(path, PCM_DEV_RDONLY | PCM_DEV_NOMAP, &b);
-
-	if (rc)
-		return rc;
-	*out = pcm_dev_size(b);
-	pcm_dev_close(b);
-	if (*out)
-		return EXIT_OK;
-	cli_err(path, "backing device is empty");
-	return EXIT_OPERATIONAL;
+	/* before anything is opened for write: never the cache as its own backing device */
+	rc = cli_backing_opt(&a->bk, a->backing, false);
+	return rc != -2 ? rc : cli_backing_resolve(&a->bk, a->dev);
 }
 
 /* The metadata check: whatever the kernel would refuse, or any error, stops us here. */
 static int precheck(const struct flush_args *a, uint64_t *dirty)
 {
-	struct pcm_check_opts o = { 0 };
+	struct pcm_check_opts o = { .backing_size = a->bk.size };
 	struct pcm_check_result r;
 	struct pcm_dev *dev;
-	int rc = backing_size(a->backing, &o.backing_size);
+	char why[256];
+	int crc, rc = cli_open_dev(a->dev, PCM_DEV_RDONLY, &dev);
 
-	if (!rc)
-		rc = cli_open_dev(a->dev, PCM_DEV_RDONLY, &dev);
 	if (rc)
 		return rc;
-	rc = pcm_check_run(dev, &o, &r);
+	/* a backing device smaller than the cached data is the wrong one, not damage */
+	rc = cli_backing_fits(&a->bk, a->dev, dev);
+	if (!rc && (crc = pcm_check_run(dev, &o, &r))) {
+		cli_err(a->dev, "cannot check the metadata: %s", strerror(-crc));
+		rc = EXIT_OPERATIONAL;
+	} else if (!rc && r.not_pcache) {
+		cli_sb_words(dev, why, sizeof(why));
+		cli_err(a->dev, "%s", why);
+		rc = EXIT_OPERATIONAL;
+	}
 	pcm_dev_close(dev);
-	if (rc) {
-		cli_err(a->dev, "cannot check the metadata: %s", strerror(-rc));
-		return EXIT_OPERATIONAL;
-	}
-	if (r.not_pcache) {
-		cli_err(a->dev, "not a pcache device");
-		return EXIT_OPERATIONAL;
-	}
+	if (rc)
+		return rc;
 	*dirty = r.dirty_bytes;
 	if (r.verdict == PCM_VERDICT_LOADS && !r.by_severity[PCM_SEV_ERROR] &&
 	    !r.by_severity[PCM_SEV_CRITICAL])

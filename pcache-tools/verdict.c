@@ -39,8 +39,8 @@ int cli_backing_resolve(struct cli_backing *b, const char *dev)
 		size = size / PCM_SECTOR * PCM_SECTOR;   /* the kernel counts sectors */
 	} else {
 		if (cli_same_device(dev, b->arg)) {
-			cli_err(dev, "is also given as the backing device (--backing %s): a cache "
-				"cannot be its own backing device", b->arg);
+			cli_err(dev, "is also given as the backing device (%s): a cache cannot be "
+				"its own backing device", b->arg);
 			return EXIT_USAGE;
 		}
 		rc = cli_backing_size(b->arg, &size);
