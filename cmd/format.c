@@ -420,8 +420,8 @@ int cmd_format(int argc, char **argv)
 		return rc;
 	rc = pcm_format_plan(pcm_dev_size(dev), &a.o, &plan);
 	if (rc == -ENOSPC) {
-		cli_err(a.dev, "device too small: %" PRIu64 " bytes, dm-pcache needs at least 512 MiB",
-			pcm_dev_size(dev));
+		cli_err(a.dev, "device too small: %s, dm-pcache needs at least 512 MiB",
+			cli_fmt_bytes(pcm_dev_size(dev), (char[64]){ 0 }, 64));
 		rc = EXIT_OPERATIONAL;
 		goto out;
 	} else if (rc) {

@@ -28,10 +28,14 @@ int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev)
 {
 	int rc = pcm_dev_open(path, flags, dev);
 
+	struct stat st;
+
 	if (rc == 0)
 		return EXIT_OK;
 	if (rc == -EBUSY)
 		cli_err_busy(path, pcm_dev_errmsg());
+	else if (rc == -EINVAL && !stat(path, &st) && S_ISCHR(st.st_mode))
+		cli_err(path, "cannot open: a character device that is not a dax device");
 	else if (*pcm_dev_errmsg())
 		cli_err(path, "cannot open: %s (%s)", cli_dev_strerror(rc), pcm_dev_errmsg());
 	else
