@@ -326,7 +326,7 @@ static int report_crc(const struct flush_args *a, const struct pce_wb_result *r)
 		cli_err(a->dev, "stopped before kset %u:%u, as the kernel's writeback does: "
 			"dirty_tail stays at %u:%u, the cache stays dirty", r->bad_kset.cseg,
 			r->bad_kset.seg_off, r->pos.cseg, r->pos.seg_off);
-	cli_hint("run 'pcache fsck -n --verify-data %s' for details", a->dev);
+	cli_hint("run 'pcache fsck -n %s' for details", a->dev);
 	return EXIT_UNCORRECTED;
 }
 
@@ -344,7 +344,7 @@ static int report(const struct flush_args *a, const struct pce_wb_result *res)
 		cli_err(a->dev, "kset %u:%u key %u: %s: stopped before this kset (dirty_tail %u:%u)",
 			res->bad_kset.cseg, res->bad_kset.seg_off, res->bad_index,
 			pcm_key_verdict_str(res->bad_verdict), res->pos.cseg, res->pos.seg_off);
-		cli_hint("run 'pcache fsck -n --verify-data %s' for details", a->dev);
+		cli_hint("run 'pcache fsck -n %s' for details", a->dev);
 		return EXIT_OPERATIONAL;
 	case PCE_WB_CANCELLED:
 		cli_err(a->dev, "interrupted at dirty_tail %u:%u: run pcache flush again to finish",

@@ -285,7 +285,7 @@ PY
 	[ "$stderr" = "$CACHE: 7532544 dirty bytes (dirty_tail 0:0, key_head 0:76784): would write 2 ksets (1048576 bytes) to $BACK, then stop
 pcache flush: $CACHE: cannot write back 4096 bytes at offset 13492224 (key 3 of kset 0:10288, cached at 1:487424): data checksum mismatch
 pcache flush: $CACHE: a flush would stop before kset 0:10288, as the kernel's writeback does
-pcache flush: hint: run 'pcache fsck -n --verify-data $CACHE' for details" ] || die "dry run stderr: '$stderr'"
+pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "dry run stderr: '$stderr'"
 	run --separate-stderr pcache flush --dry-run --no-verify-data "$CACHE" "$BACK"
 	assert_status 4
 	[ "$(grep -c '^kset ' <<<"$output")" -eq 16 ] || die "dry run --no-verify-data listed: $output"
@@ -298,13 +298,16 @@ pcache flush: hint: run 'pcache fsck -n --verify-data $CACHE' for details" ] || 
 	[ "$stderr" = "$CACHE: 7532544 dirty bytes in 16 ksets (dirty_tail 0:0, key_head 0:76784): writing 7532544 bytes to $BACK
 pcache flush: $CACHE: cannot write back 4096 bytes at offset 13492224 (key 3 of kset 0:10288, cached at 1:487424): data checksum mismatch
 pcache flush: $CACHE: stopped before kset 0:10288, as the kernel's writeback does: dirty_tail stays at 0:10288, the cache stays dirty
-pcache flush: hint: run 'pcache fsck -n --verify-data $CACHE' for details" ] || die "stderr: '$stderr'"
+pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "stderr: '$stderr'"
 	# the backing: the ksets before the bad one written, nothing else
 	run check_backing "$orig" "$FULL" "$BACK" "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after"
 	[ "$status" -eq 0 ] || die "backing: $output"
-	run --separate-stderr pcache info "$CACHE"
+	# the dirty bytes left, the bad key's included (info --no-verify-data counts it)
+	run --separate-stderr pcache info --no-verify-data "$CACHE"
 	assert_field dirty_tail 0:10288
 	assert_field dirty_bytes 6557696
+	run --separate-stderr pcache info "$CACHE"
+	assert_field health "refused: 1 problem, worst KEY_DATA_CRC (key data checksum mismatch); run 'pcache fsck -n $CACHE'"
 	# again: stops at once, writes nothing
 	mb=$(md5 "$BACK")
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
