@@ -19,9 +19,9 @@ OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASEFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fPIC -pthread -Ilibpcachemeta/include -Ilibpcachemeta -Ipcache-tools
-DEP_CFLAGS := $(shell pkg-config --cflags libpmem2 json-c libndctl libdaxctl 2>/dev/null)
+DEP_CFLAGS := $(shell pkg-config --cflags libpmem2 json-c libndctl libdaxctl blkid 2>/dev/null)
 DEP_LIBS_META := $(shell pkg-config --libs libpmem2 2>/dev/null)
-DEP_LIBS_TOOLS := $(shell pkg-config --libs json-c libndctl libdaxctl 2>/dev/null)
+DEP_LIBS_TOOLS := $(shell pkg-config --libs json-c libndctl libdaxctl blkid 2>/dev/null)
 ALL_CFLAGS = $(BASEFLAGS) $(DEP_CFLAGS) -DPCACHE_VERSION='"$(VERSION)"' $(CFLAGS)
 
 META_SRC  := $(wildcard libpcachemeta/*.c)

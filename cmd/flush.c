@@ -17,11 +17,12 @@
 #include <unistd.h>
 
 #include "builtin.h"
+#include "verdict.h"
 #include "engine/engine.h"
 
 static const char usage_text[] =
-	"usage: pcache flush [--dry-run] [--verify-data] [--no-metadata-update] [--batch N]\n"
-	"                    [-q] [-v] DEV BACKING\n\n"
+	"usage: pcache flush [--dry-run] [--no-verify-data] [--no-metadata-update] [--batch N]\n"
+	"                    [--json [-u]] [-q] [-v] DEV BACKING\n\n"
 	"Writes every dirty byte of the cache DEV back to BACKING in the kernel's order and\n"
 	"advances dirty_tail as it goes: an interrupted flush resumes where it stopped.\n"
 	"Ends with 'N/M bytes written back'.  Exit: 0 the cache is clean, 4 dirty data\n"
@@ -30,11 +31,16 @@ static const char usage_text[] =
 	"32 interrupted.\n\n"
 	"  --dry-run             list, kset by kset, the ranges that would be written; write\n"
 	"                        nothing\n"
-	"  --verify-data         check each key's data checksum before writing it back; on a\n"
-	"                        mismatch stop before its kset\n"
+	"  --no-verify-data      write data back without checking its checksum (not what the\n"
+	"                        kernel does: by default, on a cache with data_crc, a key\n"
+	"                        whose data does not match stops the flush before its kset)\n"
+	"  --verify-data         the default; accepted for compatibility\n"
 	"  --no-metadata-update  write the data but never move dirty_tail (copy the dirty data\n"
 	"                        to another device); exit 0 once all of it is written\n"
 	"  --batch N             ksets per backing flush (default 64; 1: exactly the kernel)\n"
+	"  --json                a summary as JSON (an array of one object) instead of the\n"
+	"                        text on standard output\n"
+	"  -u, --human           with --json: sizes for people\n"
 	"  -q, --quiet           print nothing but errors\n"
 	"  -v, --verbose         one line per batch\n";
 
@@ -42,6 +48,7 @@ struct flush_args {
 	bool dry_run, verify, no_meta;
 	unsigned batch;
 	const char *dev, *backing;
+	struct cli_backing bk;        /* BACKING resolved: its size in whole sectors */
 };
 
 /* Shared with the callbacks: progress, the dry-run listing, test hooks. */
@@ -64,18 +71,21 @@ static int parse(int argc, char **argv, struct flush_args *a)
 {
 	static const struct option longopts[] = {
 		{ "dry-run", no_argument, NULL, 'n' },
-		{ "verify-data", no_argument, NULL, 'V' },
+		{ "verify-data", no_argument, NULL, CLI_OPT_VERIFY },
+		{ "no-verify-data", no_argument, NULL, CLI_OPT_NO_VERIFY },
 		{ "no-metadata-update", no_argument, NULL, 'M' },
 		{ "batch", required_argument, NULL, 'b' },
-		COMMON_LONGOPTS, { 0 }
+		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
 	uint64_t v;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "+qvh", longopts, NULL)) != -1) {
+	a->verify = true;
+	while ((c = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': a->dry_run = true; break;
-		case 'V': a->verify = true; break;
+		case CLI_OPT_VERIFY: a->verify = true; break;
+		case CLI_OPT_NO_VERIFY: a->verify = false; break;
 		case 'M': a->no_meta = true; break;
 		case 'b':
 			if (cli_parse_uint(optarg, 1u << 20, &v) || !v)
@@ -93,46 +103,35 @@ static int parse(int argc, char **argv, struct flush_args *a)
 				       "too many arguments");
 	a->dev = argv[optind];
 	a->backing = argv[optind + 1];
-	return -2;
-}
-
-static int backing_size(const char *path, uint64_t *out)
-{
-	struct pcm_dev *b;
-	int rc = cli_open_dev(path, PCM_DEV_RDONLY | PCM_DEV_NOMAP, &b);
-
-	if (rc)
-		return rc;
-	*out = pcm_dev_size(b);
-	pcm_dev_close(b);
-	if (*out)
-		return EXIT_OK;
-	cli_err(path, "backing device is empty");
-	return EXIT_OPERATIONAL;
+	/* before anything is opened for write: never the cache as its own backing device */
+	rc = cli_backing_opt(&a->bk, a->backing, false);
+	return rc != -2 ? rc : cli_backing_resolve(&a->bk, a->dev);
 }
 
 /* The metadata check: whatever the kernel would refuse, or any error, stops us here. */
 static int precheck(const struct flush_args *a, uint64_t *dirty)
 {
-	struct pcm_check_opts o = { 0 };
+	struct pcm_check_opts o = { .backing_size = a->bk.size };
 	struct pcm_check_result r;
 	struct pcm_dev *dev;
-	int rc = backing_size(a->backing, &o.backing_size);
+	char why[256];
+	int crc, rc = cli_open_dev(a->dev, PCM_DEV_RDONLY, &dev);
 
-	if (!rc)
-		rc = cli_open_dev(a->dev, PCM_DEV_RDONLY, &dev);
 	if (rc)
 		return rc;
-	rc = pcm_check_run(dev, &o, &r);
+	/* a backing device smaller than the cached data is the wrong one, not damage */
+	rc = cli_backing_fits(&a->bk, a->dev, dev);
+	if (!rc && (crc = pcm_check_run(dev, &o, &r))) {
+		cli_err(a->dev, "cannot check the metadata: %s", strerror(-crc));
+		rc = EXIT_OPERATIONAL;
+	} else if (!rc && r.not_pcache) {
+		cli_sb_words(dev, why, sizeof(why));
+		cli_err(a->dev, "%s", why);
+		rc = EXIT_OPERATIONAL;
+	}
 	pcm_dev_close(dev);
-	if (rc) {
-		cli_err(a->dev, "cannot check the metadata: %s", strerror(-rc));
-		return EXIT_OPERATIONAL;
-	}
-	if (r.not_pcache) {
-		cli_err(a->dev, "not a pcache device");
-		return EXIT_OPERATIONAL;
-	}
+	if (rc)
+		return rc;
 	*dirty = r.dirty_bytes;
 	if (r.verdict == PCM_VERDICT_LOADS && !r.by_severity[PCM_SEV_ERROR] &&
 	    !r.by_severity[PCM_SEV_CRITICAL])
@@ -222,9 +221,8 @@ static int open_engine(const struct flush_args *a, struct pce **e)
 	rc = pce_open(a->dev, a->backing, &o, e, &err);
 	if (!rc)
 		return EXIT_OK;
-	if (err.err == -EBUSY)
-		fprintf(stderr, "pcache flush: %s (held by another program: dm-pcache, or a running "
-			"pcache command)\n", err.msg);
+	if (err.err == -EBUSY && err.path)
+		cli_err_busy(err.path, NULL);
 	else
 		fprintf(stderr, "pcache flush: %s\n", err.msg);
 	if (err.err == -EUCLEAN)
@@ -232,34 +230,50 @@ static int open_engine(const struct flush_args *a, struct pce **e)
 	return EXIT_OPERATIONAL;
 }
 
-/* The dry pass: exactly what a flush from the current dirty_tail writes, batch by batch. */
+/* A data checksum mismatch stops the writeback as the kernel's does: exit 4, not 8. */
+static bool crc_stop(const struct pce_wb_result *r)
+{
+	return r->stop == PCE_WB_BAD_KEY && r->bad_verdict == PCM_KEY_BAD_DATA_CRC;
+}
+
+/*
+ * The dry pass: exactly what a flush from the current dirty_tail writes, batch by batch.
+ * A dry run checks the data as the flush would (and stops where it would stop); before a
+ * real flush it only counts the bytes, the flush itself checks them.
+ */
 static int plan(struct pce *e, const struct flush_args *a, struct pce_wb_result *p)
 {
 	struct pce_wb_opts o = { .dry_run = true, .batch_ksets = a->batch,
-				 .on_kset = a->dry_run ? on_kset : NULL };
+				 .verify_data = a->dry_run && a->verify,
+				 .on_kset = a->dry_run && !cli.json ? on_kset : NULL };
 	int rc = pce_writeback(e, &o, p);
 
-	if (!rc && p->stop == PCE_WB_CLEAN)
+	if (!rc && (p->stop == PCE_WB_CLEAN || crc_stop(p)))
 		return EXIT_OK;
 	cli_err(a->dev, "cannot plan the writeback: %s", rc ? strerror(-rc) :
 		pce_wb_stop_str(p->stop));
 	return EXIT_OPERATIONAL;
 }
 
-static void announce(struct pce *e, const struct flush_args *a, const struct pce_wb_result *p,
-		     uint64_t dirty)
+static void announce(const struct flush_args *a, const struct pce_status *st,
+		     const struct pce_wb_result *p, uint64_t dirty)
 {
-	struct pce_status st;
-
-	pce_status(e, &st);
-	if (!p->ksets && !p->last_ksets) {
+	if (!p->ksets && !p->last_ksets && !crc_stop(p)) {
 		cli_note("%s: clean (dirty_tail = key_head = %u:%u): nothing to write back", a->dev,
-			 st.key_head.cseg, st.key_head.seg_off);
+			 st->key_head.cseg, st->key_head.seg_off);
+		return;
+	}
+	if (crc_stop(p)) {    /* a dry run that stops: it counted the ksets up to the stop */
+		cli_note("%s: %" PRIu64 " dirty bytes (dirty_tail %u:%u, key_head %u:%u): would "
+			 "write %" PRIu64 " %s (%" PRIu64 " bytes) to %s, then stop", a->dev, dirty,
+			 st->dirty_tail.cseg, st->dirty_tail.seg_off, st->key_head.cseg,
+			 st->key_head.seg_off, p->ksets, p->ksets == 1 ? "kset" : "ksets", p->bytes,
+			 a->backing);
 		return;
 	}
 	cli_note("%s: %" PRIu64 " dirty bytes in %" PRIu64 " ksets (dirty_tail %u:%u, key_head "
 		 "%u:%u): %s %" PRIu64 " bytes to %s", a->dev, dirty, p->ksets,
-		 st.dirty_tail.cseg, st.dirty_tail.seg_off, st.key_head.cseg, st.key_head.seg_off,
+		 st->dirty_tail.cseg, st->dirty_tail.seg_off, st->key_head.cseg, st->key_head.seg_off,
 		 a->dry_run ? "would write" : "writing", p->bytes, a->backing);
 }
 
@@ -288,14 +302,39 @@ static int report_failed(const struct flush_args *a, const struct pce_wb_result 
 	for (size_t i = 0; i < res->n_failed; i++)
 		cli_err(a->backing, "cannot write %" PRIu64 " bytes at offset %" PRIu64 ": %s",
 			res->failed[i].len, res->failed[i].off, strerror(-res->err));
-	cli_err(a->dev, "%zu ranges could not be written back; dirty_tail stays at %u:%u",
-		res->n_failed, res->pos.cseg, res->pos.seg_off);
+	cli_err(a->dev, "%zu %s could not be written back; dirty_tail stays at %u:%u",
+		res->n_failed, res->n_failed == 1 ? "range" : "ranges", res->pos.cseg,
+		res->pos.seg_off);
+	return EXIT_UNCORRECTED;
+}
+
+/* The key whose data does not match its checksum: listed, and where the flush stops. */
+static int report_crc(const struct flush_args *a, const struct pce_wb_result *r)
+{
+	const struct pce_wb_extent *k = &r->bad_key;
+
+	cli_err(a->dev, "cannot write back %u bytes at offset %" PRIu64 " (key %u of kset %u:%u, "
+		"cached at %u:%u): data checksum mismatch", k->len, k->off, r->bad_index,
+		r->bad_kset.cseg, r->bad_kset.seg_off, k->cseg, k->seg_off);
+	if (a->dry_run)
+		cli_err(a->dev, "a flush would stop before kset %u:%u, as the kernel's writeback does",
+			r->bad_kset.cseg, r->bad_kset.seg_off);
+	else if (a->no_meta)
+		cli_err(a->dev, "stopped before kset %u:%u, as the kernel's writeback does",
+			r->bad_kset.cseg, r->bad_kset.seg_off);
+	else
+		cli_err(a->dev, "stopped before kset %u:%u, as the kernel's writeback does: "
+			"dirty_tail stays at %u:%u, the cache stays dirty", r->bad_kset.cseg,
+			r->bad_kset.seg_off, r->pos.cseg, r->pos.seg_off);
+	cli_hint("run 'pcache fsck -n %s' for details", a->dev);
 	return EXIT_UNCORRECTED;
 }
 
 /* Exit code and messages for how the writeback ended. */
 static int report(const struct flush_args *a, const struct pce_wb_result *res)
 {
+	if (crc_stop(res))
+		return report_crc(a, res);
 	switch (res->stop) {
 	case PCE_WB_CLEAN:
 		return EXIT_OK;
@@ -305,7 +344,7 @@ static int report(const struct flush_args *a, const struct pce_wb_result *res)
 		cli_err(a->dev, "kset %u:%u key %u: %s: stopped before this kset (dirty_tail %u:%u)",
 			res->bad_kset.cseg, res->bad_kset.seg_off, res->bad_index,
 			pcm_key_verdict_str(res->bad_verdict), res->pos.cseg, res->pos.seg_off);
-		cli_hint("run 'pcache fsck -n --verify-data %s' for details", a->dev);
+		cli_hint("run 'pcache fsck -n %s' for details", a->dev);
 		return EXIT_OPERATIONAL;
 	case PCE_WB_CANCELLED:
 		cli_err(a->dev, "interrupted at dirty_tail %u:%u: run pcache flush again to finish",
@@ -318,26 +357,110 @@ static int report(const struct flush_args *a, const struct pce_wb_result *res)
 	}
 }
 
+/* ---- --json: one summary object ---- */
+
+static json_object *range_json(uint64_t off, uint64_t len, const char *reason)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "offset", cli_json_u64(off));
+	json_object_object_add(o, "length", cli_json_size(len));
+	json_object_object_add(o, "reason", json_object_new_string(reason));
+	return o;
+}
+
+/* What was not written: the failed ranges, or the key whose data does not match. */
+static json_object *not_written_json(const struct pce_wb_result *r)
+{
+	json_object *arr = json_object_new_array(), *o;
+
+	for (size_t i = 0; i < r->n_failed; i++) {
+		o = range_json(r->failed[i].off, r->failed[i].len, "write_failed");
+		json_object_object_add(o, "error", json_object_new_string(strerror(-r->err)));
+		json_object_object_add(o, "cache_pos", NULL);
+		json_object_object_add(o, "kset", NULL);
+		json_object_object_add(o, "key", NULL);
+		json_object_array_add(arr, o);
+	}
+	if (crc_stop(r)) {
+		o = range_json(r->bad_key.off, r->bad_key.len, "data_crc_mismatch");
+		json_object_object_add(o, "error", NULL);
+		json_object_object_add(o, "cache_pos", cli_json_pos((struct pcm_pos){
+			.cseg = r->bad_key.cseg, .seg_off = r->bad_key.seg_off }));
+		json_object_object_add(o, "kset", cli_json_pos(r->bad_kset));
+		json_object_object_add(o, "key", json_object_new_int64(r->bad_index));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+static const char *result_str(const struct flush_args *a, const struct pce_wb_result *r)
+{
+	if (crc_stop(r))
+		return "data_crc_mismatch";
+	switch (r->stop) {
+	case PCE_WB_CLEAN:
+		return a->dry_run ? "dry_run" : a->no_meta ? "written" : "clean";
+	case PCE_WB_IO_FAILED: return "write_failed";
+	case PCE_WB_CANCELLED: return "cancelled";
+	default: return "error";
+	}
+}
+
+/* r: how the flush (or the dry run) ended; p: the plan. */
+static void print_json(struct pce *e, const struct flush_args *a, uint64_t dirty,
+		       const struct pce_wb_result *p, const struct pce_wb_result *r)
+{
+	json_object *arr = json_object_new_array(), *o = json_object_new_object();
+	struct pce_status st;
+	struct pcm_pos stop = crc_stop(r) ? r->bad_kset : r->pos;
+
+	pce_status(e, &st);
+	json_object_object_add(o, "device", json_object_new_string(a->dev));
+	json_object_object_add(o, "backing", json_object_new_string(a->backing));
+	json_object_object_add(o, "dry_run", json_object_new_boolean(a->dry_run));
+	json_object_object_add(o, "verify_data", json_object_new_boolean(a->verify && st.data_crc));
+	json_object_object_add(o, "result", json_object_new_string(result_str(a, r)));
+	json_object_object_add(o, "dirty_bytes", cli_json_size(dirty));
+	json_object_object_add(o, "ksets", cli_json_u64(p->ksets));
+	json_object_object_add(o, "bytes_to_write", cli_json_size(p->bytes));
+	json_object_object_add(o, "bytes_written", cli_json_size(a->dry_run ? 0 : r->bytes));
+	json_object_object_add(o, "dirty_tail", cli_json_pos(st.dirty_tail));
+	json_object_object_add(o, "key_head", cli_json_pos(st.key_head));
+	json_object_object_add(o, "stopped_at", r->stop == PCE_WB_CLEAN ? NULL :
+			       cli_json_pos(stop));
+	json_object_object_add(o, "not_written", not_written_json(r));
+	json_object_array_add(arr, o);
+	cli_json_print(arr);
+	json_object_put(arr);
+}
+
 /* Plan, announce, write back (unless a dry run), report. */
 static int flush_engine(struct pce *e, const struct flush_args *a, uint64_t dirty)
 {
 	struct flush_state s = { .a = a };
 	struct pce_wb_result p, res = { 0 };
-	int rc = plan(e, a, &p);
+	struct pce_status st;
+	int rc;
 
+	pce_status(e, &st);
+	rc = plan(e, a, &p);
 	if (rc)
 		return rc;
 	s.total = p.bytes;
-	announce(e, a, &p, dirty);
+	announce(a, &st, &p, dirty);
 	if (a->dry_run) {
-		rc = (p.ksets || p.last_ksets) ? EXIT_UNCORRECTED : EXIT_OK;
+		rc = crc_stop(&p) ? report_crc(a, &p) :
+		     (p.ksets || p.last_ksets) ? EXIT_UNCORRECTED : EXIT_OK;
 	} else {
 		test_hooks(e, &s);
 		rc = run(e, a, &s, &res);
 		if (!rc)
 			rc = report(a, &res);
 	}
-	if (!cli.quiet)
+	if (cli.json && rc != EXIT_OPERATIONAL)
+		print_json(e, a, dirty, &p, a->dry_run ? &p : &res);
+	else if (!cli.quiet && !cli.json)
 		printf("%" PRIu64 "/%" PRIu64 " bytes written back\n", res.bytes, p.bytes);
 	pce_wb_result_free(&res);
 	pce_wb_result_free(&p);

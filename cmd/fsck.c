@@ -49,7 +49,7 @@ struct fsck_state {
 	uint64_t per_code[PCM_P_COUNT];
 	json_object *problems;     /* JSON mode */
 	bool declined, all_yes, quit, dry_run, repairing;
-	struct cli_backing backing;
+	struct cli_verdict_opts v;   /* --no-verify-data, --backing */
 	char opts[300];            /* options as typed that change the check, for hints */
 };
 
@@ -143,7 +143,7 @@ static void summary_text(const struct fsck_state *s, const struct pcm_check_resu
 		       cli_fmt_bytes(r->dirty_bytes, (char[64]){ 0 }, 64),
 		       cli_fmt_bytes(r->clean_bytes, (char[64]){ 0 }, 64),
 		       r->key_head.cseg, r->key_head.seg_off);
-	v = cli_verdict_text(r, r->verdict, &s->backing, buf, sizeof(buf));
+	v = cli_verdict_text(r, r->verdict, &s->v.backing, buf, sizeof(buf));
 	if (!r->problems && r->replayed && r->data_crc && !r->data_verified)
 		printf("%s: metadata clean; data not verified (--no-verify-data)\n", s->dev);
 	else if (!r->problems)
@@ -183,8 +183,8 @@ static void summary_json(struct fsck_state *s, const struct pcm_check_result *r,
 	json_object_object_add(o, "key_head", r->replayed ? cli_json_pos(r->key_head) : NULL);
 	json_object_object_add(o, "data_verified", json_object_new_boolean(r->data_verified));
 	json_object_object_add(o, "max_key_end", r->replayed ? cli_json_size(r->max_key_end) : NULL);
-	json_object_object_add(o, "backing_size", s->backing.known ?
-			       cli_json_size(s->backing.size) : NULL);
+	json_object_object_add(o, "backing_size", s->v.backing.known ?
+			       cli_json_size(s->v.backing.size) : NULL);
 	json_object_object_add(o, "problems", json_object_get(s->problems));
 	if (plan)
 		json_object_object_add(o, "repair", plan_json(plan));
@@ -281,7 +281,7 @@ static void plan_text(const struct fsck_state *s, const struct pcm_repair_plan *
 	       CLI_COUNT(plan->nact, "change", "changes"),
 	       s->dry_run ? "planned (nothing written)" : "made",
 	       CLI_COUNT(a->problems, "problem", "problems"), a->problems == 1 ? "remains" : "remain",
-	       cli_verdict_text(a, a->verdict, &s->backing, v, sizeof(v)));
+	       cli_verdict_text(a, a->verdict, &s->v.backing, v, sizeof(v)));
 }
 
 static int apply(struct fsck_state *s, struct fsck_args *a, struct pcm_dev *dev,
@@ -392,7 +392,7 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 	struct pcm_repair_opts ro = {
 		.mode = a->mode == MODE_PREEN ? PCM_REPAIR_SAFE :
 			a->mode == MODE_YES ? PCM_REPAIR_ALL : PCM_REPAIR_ASK,
-		.verify_data = a->o.verify_data,
+		.verify_data = s->v.verify_data,
 		.ask = ask, .report = report, .arg = s, .force = a->force,
 		/* a person at the prompt decides; -y and -p need -f for it */
 		.keep_seg_num = a->mode != MODE_ASK && !a->force,
@@ -406,7 +406,7 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 	s->repairing = true;
 	if (rc)
 		return busy_hint(s, rc, a->dry_run);
-	if (!is_pcache(s, dev) || (rc = cli_backing_fits(&s->backing, s->dev, dev))) {
+	if (!is_pcache(s, dev) || (rc = cli_backing_fits(&s->v.backing, s->dev, dev))) {
 		pcm_dev_close(dev);
 		return EXIT_OPERATIONAL;
 	}
@@ -454,10 +454,9 @@ static int set_mode(struct fsck_args *a, enum fsck_mode m)
 	return -2;
 }
 
-enum { OPT_DRY_RUN = 256, OPT_UNDO, OPT_VERIFY, OPT_NO_VERIFY, OPT_BACKING, OPT_BACKING_SIZE,
-       OPT_REPAIR };
+enum { OPT_DRY_RUN = 256, OPT_UNDO, OPT_REPAIR };
 
-static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_backing *b)
+static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_verdict_opts *v)
 {
 	static const struct option longopts[] = {
 		{ "no", no_argument, NULL, 'n' },
@@ -467,15 +466,11 @@ static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_bac
 		{ "force", no_argument, NULL, 'f' },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "undo", required_argument, NULL, OPT_UNDO },
-		{ "verify-data", no_argument, NULL, OPT_VERIFY },
-		{ "no-verify-data", no_argument, NULL, OPT_NO_VERIFY },
-		{ "backing", required_argument, NULL, OPT_BACKING },
-		{ "backing-size", required_argument, NULL, OPT_BACKING_SIZE },
-		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
+		VERDICT_LONGOPTS, REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
 	int c, rc = -2;
 
-	a->o.verify_data = true;   /* the kernel checks every key's data at load */
+	v->verify_data = true;   /* the kernel checks every key's data at load */
 	while (rc == -2 && (c = getopt_long(argc, argv, "npyfuqvVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': rc = set_mode(a, MODE_CHECK); break;
@@ -485,13 +480,10 @@ static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_bac
 		case 'f': a->force = true; break;
 		case OPT_DRY_RUN: a->dry_run = true; break;
 		case OPT_UNDO: a->undo = optarg; break;
-		case OPT_VERIFY: a->o.verify_data = true; break;
-		case OPT_NO_VERIFY: a->o.verify_data = false; break;
-		case OPT_BACKING:
-		case OPT_BACKING_SIZE:
-			rc = cli_backing_opt(b, optarg, c == OPT_BACKING_SIZE);
-			break;
 		default:
+			rc = cli_verdict_opt(v, c, optarg);
+			if (rc != -1)
+				break;
 			rc = cmd_common_opt(c, usage_text);
 			if (rc != -2)
 				return rc < 0 ? EXIT_USAGE : rc;
@@ -506,14 +498,14 @@ static void hint_opts(struct fsck_state *s, const struct fsck_args *a)
 	char b[256];
 
 	snprintf(s->opts, sizeof(s->opts), "%s%s%s", a->force ? " -f" : "",
-		 a->o.verify_data ? "" : " --no-verify-data",
-		 cli_backing_hint(&s->backing, b, sizeof(b)));
+		 s->v.verify_data ? "" : " --no-verify-data",
+		 cli_backing_hint(&s->v.backing, b, sizeof(b)));
 }
 
 static int parse(int argc, char **argv, struct fsck_args *a, struct fsck_state *s)
 {
 	bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
-	int rc = parse_opts(argc, argv, a, &s->backing);
+	int rc = parse_opts(argc, argv, a, &s->v);
 
 	if (rc != -2)
 		return rc;
@@ -530,7 +522,7 @@ static int parse(int argc, char **argv, struct fsck_args *a, struct fsck_state *
 				       "interactive mode");
 	s->dev = argv[optind];
 	hint_opts(s, a);
-	return cli_backing_resolve(&s->backing, s->dev);
+	return cli_backing_resolve(&s->v.backing, s->dev);
 }
 
 static int check_only(struct fsck_state *s, struct fsck_args *a)
@@ -542,10 +534,11 @@ static int check_only(struct fsck_state *s, struct fsck_args *a)
 
 	if (rc)
 		return busy_hint(s, rc, true);
-	if ((rc = cli_backing_fits(&s->backing, s->dev, dev))) {
+	if ((rc = cli_backing_fits(&s->v.backing, s->dev, dev))) {
 		pcm_dev_close(dev);
 		return rc;
 	}
+	a->o.verify_data = s->v.verify_data;
 	a->o.report = report;
 	a->o.progress = progress;
 	a->o.arg = s;

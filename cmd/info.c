@@ -29,8 +29,7 @@ struct info {
 	const char *verdict;        /* the sentence fsck -n ends with */
 	char vbuf[200];
 	const char *path;
-	struct cli_backing backing;
-	bool verify_data;
+	struct cli_verdict_opts v;
 };
 
 /* Health: "ok", or the kernel's verdict and the worst problem fsck would report. */
@@ -42,7 +41,7 @@ static void judge(struct info *in)
 	char b[256];
 
 	in->detail[0] = 0;
-	in->verdict = cli_verdict_text(r, r->verdict, &in->backing, in->vbuf, sizeof(in->vbuf));
+	in->verdict = cli_verdict_text(r, r->verdict, &in->v.backing, in->vbuf, sizeof(in->vbuf));
 	if (!r->problems) {
 		in->health = "ok";
 		return;
@@ -51,8 +50,8 @@ static void judge(struct info *in)
 		     r->verdict == PCM_VERDICT_RESETS ? "reset" : "damaged";
 	snprintf(in->detail, sizeof(in->detail), "%s, worst %s (%s); run 'pcache fsck -n%s%s %s'",
 		 CLI_COUNT(r->problems, "problem", "problems"), d->name, d->summary,
-		 in->verify_data ? "" : " --no-verify-data",
-		 cli_backing_hint(&in->backing, b, sizeof(b)), in->path);
+		 in->v.verify_data ? "" : " --no-verify-data",
+		 cli_backing_hint(&in->v.backing, b, sizeof(b)), in->path);
 }
 
 static void status_line(const struct info *in, char *buf, size_t len)
@@ -132,37 +131,25 @@ static void print_json(const struct info *in, const char *path)
 	json_object_object_add(o, "verdict", json_object_new_string(in->verdict));
 	json_object_object_add(o, "data_verified", json_object_new_boolean(r->data_verified));
 	json_object_object_add(o, "max_key_end", cli_json_size(r->max_key_end));
-	json_object_object_add(o, "backing_size", in->backing.known ?
-			       cli_json_size(in->backing.size) : NULL);
+	json_object_object_add(o, "backing_size", in->v.backing.known ?
+			       cli_json_size(in->v.backing.size) : NULL);
 	json_object_object_add(o, "status_line", json_object_new_string(st));
 	json_object_array_add(arr, o);
 	cli_json_print(arr);
 	json_object_put(arr);
 }
 
-enum { OPT_NO_VERIFY = 256, OPT_VERIFY, OPT_BACKING, OPT_BACKING_SIZE };
-
 static int parse(int argc, char **argv, struct info *in)
 {
 	static const struct option longopts[] = {
-		{ "no-verify-data", no_argument, NULL, OPT_NO_VERIFY },
-		{ "verify-data", no_argument, NULL, OPT_VERIFY },
-		{ "backing", required_argument, NULL, OPT_BACKING },
-		{ "backing-size", required_argument, NULL, OPT_BACKING_SIZE },
-		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
+		VERDICT_LONGOPTS, REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
 	int opt, rc = -2;
 
-	in->verify_data = true;   /* the kernel checks every key's data at load */
+	in->v.verify_data = true;   /* the kernel checks every key's data at load */
 	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_NO_VERIFY: in->verify_data = false; break;
-		case OPT_VERIFY: in->verify_data = true; break;
-		case OPT_BACKING:
-		case OPT_BACKING_SIZE:
-			rc = cli_backing_opt(&in->backing, optarg, opt == OPT_BACKING_SIZE);
-			break;
-		default:
+		rc = cli_verdict_opt(&in->v, opt, optarg);
+		if (rc == -1) {
 			rc = cmd_common_opt(opt, usage_text);
 			if (rc != -2)
 				return rc < 0 ? EXIT_USAGE : rc;
@@ -173,7 +160,7 @@ static int parse(int argc, char **argv, struct info *in)
 	if (optind + 1 != argc)
 		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
 	in->path = argv[optind];
-	return cli_backing_resolve(&in->backing, in->path);
+	return cli_backing_resolve(&in->v.backing, in->path);
 }
 
 int cmd_info(int argc, char **argv)
@@ -190,8 +177,8 @@ int cmd_info(int argc, char **argv)
 	rc = cli_open_cache(in.path, PCM_DEV_RDONLY, &dev, &c);
 	if (rc)
 		return rc;
-	o.verify_data = in.verify_data;
-	rc = cli_backing_fits(&in.backing, in.path, dev);
+	o.verify_data = in.v.verify_data;
+	rc = cli_backing_fits(&in.v.backing, in.path, dev);
 	if (rc)
 		goto out;
 	rc = pcm_check_run(dev, &o, &r);

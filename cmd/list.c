@@ -335,14 +335,7 @@ static int probe(struct entry *e)
 
 static const char *holder_str(const struct entry *e, char *buf, size_t len)
 {
-	switch (e->holder_kind) {
-	case PCM_HOLDER_DM: snprintf(buf, len, "dm device %s", e->holder); break;
-	case PCM_HOLDER_KERNEL: snprintf(buf, len, "kernel device %s", e->holder); break;
-	case PCM_HOLDER_MOUNT: snprintf(buf, len, "a filesystem mounted on %s", e->holder); break;
-	case PCM_HOLDER_PROCESS: snprintf(buf, len, "process %s", e->holder); break;
-	default: return NULL;
-	}
-	return buf;
+	return e->holder_kind ? pcm_holder_str(e->holder_kind, e->holder, buf, len) : NULL;
 }
 
 static json_object *str_or_null(const char *s)

@@ -23,8 +23,8 @@ static const char usage_text[] =
 	"  -v, --verbose      more detail\n";
 
 struct replay_args {
-	bool dirty_only, verify;
-	struct cli_backing backing;
+	bool dirty_only;
+	struct cli_verdict_opts v;
 	const char *dev;
 };
 
@@ -36,28 +36,20 @@ struct emit {
 
 static int parse(int argc, char **argv, struct replay_args *a)
 {
-	enum { OPT_DIRTY = 256, OPT_VERIFY, OPT_NO_VERIFY, OPT_BACKING, OPT_BACKING_SIZE };
 	static const struct option longopts[] = {
-		{ "dirty-only", no_argument, NULL, OPT_DIRTY },
-		{ "verify-data", no_argument, NULL, OPT_VERIFY },
-		{ "no-verify-data", no_argument, NULL, OPT_NO_VERIFY },
-		{ "backing", required_argument, NULL, OPT_BACKING },
-		{ "backing-size", required_argument, NULL, OPT_BACKING_SIZE },
-		REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
+		{ "dirty-only", no_argument, NULL, 'd' },
+		VERDICT_LONGOPTS, REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
 	int opt, rc = -2;
 
-	a->verify = true;   /* the kernel checks every key's data at load */
+	a->v.verify_data = true;   /* the kernel checks every key's data at load */
 	while (rc == -2 && (opt = getopt_long(argc, argv, "uqvVh", longopts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_DIRTY: a->dirty_only = true; break;
-		case OPT_VERIFY: a->verify = true; break;
-		case OPT_NO_VERIFY: a->verify = false; break;
-		case OPT_BACKING:
-		case OPT_BACKING_SIZE:
-			rc = cli_backing_opt(&a->backing, optarg, opt == OPT_BACKING_SIZE);
-			break;
-		default:
+		if (opt == 'd') {
+			a->dirty_only = true;
+			continue;
+		}
+		rc = cli_verdict_opt(&a->v, opt, optarg);
+		if (rc == -1) {
 			rc = cmd_common_opt(opt, usage_text);
 			if (rc != -2)
 				return rc < 0 ? EXIT_USAGE : rc;
@@ -68,7 +60,7 @@ static int parse(int argc, char **argv, struct replay_args *a)
 	if (optind + 1 != argc)
 		return cli_usage_error(optind >= argc ? "missing DEV" : "too many arguments");
 	a->dev = argv[optind];
-	return cli_backing_resolve(&a->backing, a->dev);
+	return cli_backing_resolve(&a->v.backing, a->dev);
 }
 
 static const char *crc_verdict(const struct emit *em, const struct pcm_extent *e)
@@ -173,8 +165,8 @@ static void fsck_hint(const struct replay_args *a)
 {
 	char b[256];
 
-	cli_hint("run 'pcache fsck -n%s%s %s' for details", a->verify ? "" : " --no-verify-data",
-		 cli_backing_hint(&a->backing, b, sizeof(b)), a->dev);
+	cli_hint("run 'pcache fsck -n%s%s %s' for details", a->v.verify_data ? "" : " --no-verify-data",
+		 cli_backing_hint(&a->v.backing, b, sizeof(b)), a->dev);
 }
 
 /* The kernel would not load this cache: say why and where. */
@@ -222,14 +214,14 @@ static int warnings(const struct replay_args *a, const struct pcm_cache *c,
 
 static int run(const struct replay_args *a, struct pcm_dev *dev, struct pcm_cache *c)
 {
-	struct pcm_replay_opts o = { .verify_data = a->verify };
+	struct pcm_replay_opts o = { .verify_data = a->v.verify_data };
 	struct emit em = { .c = c, .a = a };
 	struct pcm_replay *r;
-	int rc = cli_backing_fits(&a->backing, a->dev, dev);
+	int rc = cli_backing_fits(&a->v.backing, a->dev, dev);
 
 	if (rc)
 		return rc;
-	c->backing_size = a->backing.size;   /* 0 when not known: bounds not checked */
+	c->backing_size = a->v.backing.size;   /* 0 when not known: bounds not checked */
 	rc = pcm_replay_run(c, &o, &r);
 	if (rc) {
 		cli_err(a->dev, "replay failed: %s", strerror(-rc));

@@ -8,14 +8,17 @@
 #include "builtin.h"
 
 static const char usage_text[] =
-	"usage: pcache undo [--undo FILE2] [-q] [-v] FILE DEV\n\n"
+	"usage: pcache undo [--undo FILE2] [--json] [-q] [-v] FILE DEV\n\n"
 	"Writes back, newest first, every byte range that a repair saved in FILE\n"
 	"(pcache fsck --undo FILE), so DEV is again what it was before the repair.\n"
 	"FILE is bound to the device: its size and superblock must match, and every\n"
 	"saved range must still hold what the repair wrote; FILE is checked whole\n"
 	"before anything is written.\n\n"
 	"  --undo FILE2         save every byte range before it is overwritten, so that\n"
-	"                       'pcache undo FILE2 DEV' brings back the repaired state\n";
+	"                       'pcache undo FILE2 DEV' brings back the repaired state\n"
+	"  --json               the result as JSON (an array of one object)\n"
+	"  -q, --quiet          print nothing but errors\n"
+	"  -v, --verbose        more detail\n";
 
 /* The undo played on an overlay (every check made), then written with FILE2 saved first. */
 static int apply_saving(const char *file, const char *devpath, const char *undo2,
@@ -59,10 +62,24 @@ static int apply_saving(const char *file, const char *devpath, const char *undo2
 	return 0;
 }
 
+static void print_json(const char *file, const char *devpath, const char *undo2, uint64_t n)
+{
+	json_object *arr = json_object_new_array(), *o = json_object_new_object();
+
+	json_object_object_add(o, "device", json_object_new_string(devpath));
+	json_object_object_add(o, "undo_file", json_object_new_string(file));
+	json_object_object_add(o, "ranges_restored", cli_json_u64(n));
+	json_object_object_add(o, "saved_to", undo2 && n ? json_object_new_string(undo2) : NULL);
+	json_object_array_add(arr, o);
+	cli_json_print(arr);
+	json_object_put(arr);
+}
+
 int cmd_undo(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "undo", required_argument, NULL, 'U' },
+		{ "json", no_argument, NULL, 'J' },
 		COMMON_LONGOPTS, { 0 }
 	};
 	const char *undo2 = NULL, *file, *devpath;
@@ -70,7 +87,7 @@ int cmd_undo(int argc, char **argv)
 	uint64_t n = 0;
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, "+qvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "qvVh", longopts, NULL)) != -1) {
 		if (opt == 'U') {
 			undo2 = optarg;
 			continue;
@@ -109,7 +126,9 @@ int cmd_undo(int argc, char **argv)
 		cli_err(file, "undo failed: %s", strerror(-rc));
 		return EXIT_OPERATIONAL;
 	}
-	if (!cli.quiet)
-		printf("%s: %" PRIu64 " ranges restored from %s\n", devpath, n, file);
+	if (cli.json)
+		print_json(file, devpath, undo2, n);
+	else if (!cli.quiet)
+		printf("%s: %s restored from %s\n", devpath, CLI_COUNT(n, "range", "ranges"), file);
 	return EXIT_OK;
 }

@@ -209,6 +209,53 @@ static int mount_holder(dev_t rdev, char *name, size_t len)
 	return kind;
 }
 
+/* "1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF" on the inode: its type and pid. */
+static bool lock_line(const char *line, dev_t dev, ino_t ino, char type[16], int *pid)
+{
+	unsigned ma, mi;
+	unsigned long long i;
+
+	return sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", type, pid, &ma, &mi, &i) == 5 &&
+	       ma == major(dev) && mi == minor(dev) && i == (unsigned long long)ino;
+}
+
+/*
+ * The pid in /proc/locks is the process that took the lock; the lock belongs to an
+ * open file, which processes it started may have inherited and still hold after it
+ * exited (`flock FILE cmd` killed, cmd still running).  Those list the lock in
+ * /proc/PID/fdinfo: the first such process that is alive, or 0.
+ */
+static int lock_inheritor(dev_t dev, ino_t ino)
+{
+	DIR *proc = opendir("/proc"), *fds;
+	struct dirent *p, *f;
+	char path[96], line[256], type[16];
+	int pid, found = 0;
+
+	while (proc && !found && (p = readdir(proc))) {
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%.16s/fdinfo", p->d_name);
+		fds = opendir(path);
+		while (fds && !found && (f = readdir(fds))) {
+			FILE *in;
+
+			snprintf(path, sizeof(path), "/proc/%.16s/fdinfo/%.16s", p->d_name, f->d_name);
+			in = f->d_name[0] == '.' ? NULL : fopen(path, "re");
+			while (in && !found && fgets(line, sizeof(line), in))
+				if (!strncmp(line, "lock:", 5) && lock_line(line + 5, dev, ino, type, &pid))
+					found = atoi(p->d_name);
+			if (in)
+				fclose(in);
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (proc)
+		closedir(proc);
+	return found;
+}
+
 /*
  * A process holding a lock on the inode, from /proc/locks: a flock (what our
  * commands take) first, else a POSIX or OFD lock.
@@ -217,26 +264,32 @@ static int lock_holder(dev_t dev, ino_t ino, char *name, size_t len)
 {
 	FILE *f = fopen("/proc/locks", "re");
 	char line[256], type[16], path[64], comm[64];
-	unsigned ma, mi;
-	unsigned long long i;
-	int pid, best = -1;
+	int pid, best = -1, heir;
+	bool found = false;
 
 	if (!f)
 		return PCM_HOLDER_NONE;
 	while (fgets(line, sizeof(line), f)) {
-		/* "1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF"; waiters have "->" */
-		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", type, &pid, &ma, &mi, &i) != 5 ||
-		    ma != major(dev) || mi != minor(dev) || i != (unsigned long long)ino)
+		/* waiters have "->" after the number: not a holder, sscanf stops there */
+		if (!lock_line(line, dev, ino, type, &pid))
 			continue;
-		if (best < 0 || !strcmp(type, "FLOCK"))
+		if (!found || !strcmp(type, "FLOCK"))
 			best = pid;
+		found = true;
 		if (!strcmp(type, "FLOCK"))
 			break;
 	}
 	fclose(f);
-	if (best < 0)
+	if (!found)
 		return PCM_HOLDER_NONE;
 	snprintf(path, sizeof(path), "/proc/%d/comm", best);
+	if (best <= 0 || read_line(path, comm, sizeof(comm))) {
+		/* the locker is gone (or an OFD lock, pid -1): who holds its open file now */
+		heir = lock_inheritor(dev, ino);
+		if (heir > 0)
+			best = heir;
+		snprintf(path, sizeof(path), "/proc/%d/comm", best);
+	}
 	if (best > 0 && read_line(path, comm, sizeof(comm)) == 0)
 		snprintf(name, len, "%s (pid %d)", comm, best);
 	else if (best > 0)
@@ -262,27 +315,25 @@ int pcm_dev_holder(const char *path, char *name, size_t len)
 	return lock_holder(st.st_dev, st.st_ino, name, len);
 }
 
+const char *pcm_holder_str(int kind, const char *name, char *buf, size_t len)
+{
+	const char *what = kind == PCM_HOLDER_DM ? "dm device " :
+			   kind == PCM_HOLDER_KERNEL ? "kernel device " :
+			   kind == PCM_HOLDER_MOUNT ? "a filesystem mounted on " :
+			   kind == PCM_HOLDER_PROCESS ? "process " : NULL;
+
+	if (len)
+		snprintf(buf, len, "%s%s", what ? what : "", what && name ? name : "");
+	return buf;
+}
+
 /* -EBUSY: say who holds it, as "dm device NAME", "process COMM (pid N)", ... */
 static int busy(const char *path)
 {
 	char name[160];
 
-	switch (pcm_dev_holder(path, name, sizeof(name))) {
-	case PCM_HOLDER_DM:
-		snprintf(dev_errmsg, sizeof(dev_errmsg), "dm device %s", name);
-		break;
-	case PCM_HOLDER_KERNEL:
-		snprintf(dev_errmsg, sizeof(dev_errmsg), "kernel device %s", name);
-		break;
-	case PCM_HOLDER_MOUNT:
-		snprintf(dev_errmsg, sizeof(dev_errmsg), "a filesystem mounted on %s", name);
-		break;
-	case PCM_HOLDER_PROCESS:
-		snprintf(dev_errmsg, sizeof(dev_errmsg), "process %s", name);
-		break;
-	default:
-		set_errmsg("");
-	}
+	pcm_holder_str(pcm_dev_holder(path, name, sizeof(name)), name, dev_errmsg,
+		       sizeof(dev_errmsg));
 	return -EBUSY;
 }
 

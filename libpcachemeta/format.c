@@ -3,7 +3,8 @@
  * Format: the image the kernel itself leaves after formatting a zeroed
  * device on first load (§5.2, §5.3), record for record.  The order
  * differs from the kernel's only in that cache_info, the commit record, is
- * written last, after everything else is durable.
+ * written last, after everything else is durable, and in that [0, 4096),
+ * which the kernel never touches, is zeroed (on a zeroed device: the same).
  */
 #include <errno.h>
 #include <string.h>
@@ -107,6 +108,14 @@ int pcm_format_write(struct pcm_dev *dev, const struct pcm_format_plan *plan,
 		rc = pcm_dev_persist(dev, PCM_CACHE_INFO_OFF, PCM_CACHE_CTRL_OFF - PCM_CACHE_INFO_OFF);
 	if (!rc)
 		rc = pcm_dev_zero(dev, PCM_CACHE_INFO_OFF, PCM_META_END - PCM_CACHE_INFO_OFF);
+	/*
+	 * [0, 4096): the kernel neither reads nor writes it, and leaves it zero on a
+	 * zeroed device.  Zeroing it takes away what an earlier user left there (an
+	 * ext4 superblock at 1024, a swap signature at 4086, an LVM label at 512, a
+	 * partition table), so that blkid and udev no longer see them.
+	 */
+	if (!rc)
+		rc = pcm_dev_zero(dev, 0, PCM_SB_OFF);
 	if (!rc)
 		rc = pcm_dev_persist(dev, 0, PCM_META_END);
 	for (uint32_t i = 0; !rc && i < plan->seg_num; i++) {

@@ -49,6 +49,12 @@ const char *cli_fmt_bytes(uint64_t bytes, char *buf, size_t len);
 const char *cli_count(uint64_t n, const char *one, const char *many, char *buf, size_t len);
 #define CLI_COUNT(n, one, many) cli_count((n), (one), (many), (char[48]){ 0 }, 48)
 
+/*
+ * The error line for a device someone else holds, naming the holder: "PATH: cannot open:
+ * in use by WHO" (plus how to release a dm table).  WHO as pcm_dev_open() found it
+ * (pcm_dev_errmsg()), or looked up now (pcm_dev_holder()) when NULL or "".
+ */
+void cli_err_busy(const char *path, const char *who);
 /* Opens DEV, printing the error line on failure; returns an exit code. */
 int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev);
 /*

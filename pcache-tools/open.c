@@ -6,21 +6,39 @@
 
 #include "cli.h"
 
+void cli_err_busy(const char *path, const char *who)
+{
+	char name[160], buf[192];
+
+	if (!who || !*who)
+		who = pcm_holder_str(pcm_dev_holder(path, name, sizeof(name)), name, buf,
+				     sizeof(buf));
+	if (!*who) {
+		cli_err(path, "cannot open: %s", cli_dev_strerror(-EBUSY));
+		return;
+	}
+	/* "in use by dm device NAME", "in use by process flock (pid N)", ... */
+	cli_err(path, "cannot open: in use by %s", who);
+	if (!strncmp(who, "dm device ", 10))
+		cli_hint("the kernel is using it: 'dmsetup remove %s' first ('pcache info' and "
+			 "'pcache list' can read it meanwhile)", who + 10);
+}
+
 int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev)
 {
 	int rc = pcm_dev_open(path, flags, dev);
 
+	struct stat st;
+
 	if (rc == 0)
 		return EXIT_OK;
-	if (*pcm_dev_errmsg() && rc != -EBUSY)
+	if (rc == -EBUSY)
+		cli_err_busy(path, pcm_dev_errmsg());
+	else if (rc == -EINVAL && !stat(path, &st) && S_ISCHR(st.st_mode))
+		cli_err(path, "cannot open: a character device that is not a dax device");
+	else if (*pcm_dev_errmsg())
 		cli_err(path, "cannot open: %s (%s)", cli_dev_strerror(rc), pcm_dev_errmsg());
-	else if (rc == -EBUSY && *pcm_dev_errmsg()) {
-		/* "in use by dm device NAME", "in use by process flock (pid N)", ... */
-		cli_err(path, "cannot open: in use by %s", pcm_dev_errmsg());
-		if (!strncmp(pcm_dev_errmsg(), "dm device ", 10))
-			cli_hint("the kernel is using it: 'dmsetup remove %s' first ('pcache info' "
-				 "and 'pcache list' can read it meanwhile)", pcm_dev_errmsg() + 10);
-	} else
+	else
 		cli_err(path, "cannot open: %s", cli_dev_strerror(rc));
 	return EXIT_OPERATIONAL;
 }

@@ -14,6 +14,17 @@ int cli_backing_opt(struct cli_backing *b, const char *arg, bool is_size)
 	return -2;
 }
 
+int cli_verdict_opt(struct cli_verdict_opts *v, int c, const char *arg)
+{
+	switch (c) {
+	case CLI_OPT_VERIFY: v->verify_data = true; return -2;
+	case CLI_OPT_NO_VERIFY: v->verify_data = false; return -2;
+	case CLI_OPT_BACKING: return cli_backing_opt(&v->backing, arg, false);
+	case CLI_OPT_BACKING_SIZE: return cli_backing_opt(&v->backing, arg, true);
+	}
+	return -1;
+}
+
 int cli_backing_resolve(struct cli_backing *b, const char *dev)
 {
 	uint64_t size;
@@ -28,8 +39,8 @@ int cli_backing_resolve(struct cli_backing *b, const char *dev)
 		size = size / PCM_SECTOR * PCM_SECTOR;   /* the kernel counts sectors */
 	} else {
 		if (cli_same_device(dev, b->arg)) {
-			cli_err(dev, "is also given as the backing device (--backing %s): a cache "
-				"cannot be its own backing device", b->arg);
+			cli_err(dev, "is also given as the backing device (%s): a cache cannot be "
+				"its own backing device", b->arg);
 			return EXIT_USAGE;
 		}
 		rc = cli_backing_size(b->arg, &size);

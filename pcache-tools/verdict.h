@@ -22,6 +22,24 @@ struct cli_backing {
 
 /* Records option c's argument (--backing or --backing-size); returns -2 or an exit code. */
 int cli_backing_opt(struct cli_backing *b, const char *arg, bool is_size);
+
+/*
+ * What a verdict is checked against, the options fsck, info and replay share:
+ * --verify-data / --no-verify-data (verified by default, as the kernel does at
+ * load) and --backing PATH / --backing-size SIZE.
+ */
+struct cli_verdict_opts {
+	bool verify_data;
+	struct cli_backing backing;
+};
+enum { CLI_OPT_VERIFY = 0x200, CLI_OPT_NO_VERIFY, CLI_OPT_BACKING, CLI_OPT_BACKING_SIZE };
+#define VERDICT_LONGOPTS \
+	{ "verify-data", no_argument, NULL, CLI_OPT_VERIFY }, \
+	{ "no-verify-data", no_argument, NULL, CLI_OPT_NO_VERIFY }, \
+	{ "backing", required_argument, NULL, CLI_OPT_BACKING }, \
+	{ "backing-size", required_argument, NULL, CLI_OPT_BACKING_SIZE }
+/* Handles option c if it is one of those: -2 (go on) or an exit code; -1 if it is not. */
+int cli_verdict_opt(struct cli_verdict_opts *v, int c, const char *arg);
 /* Resolves the size; refuses the cache device itself as its backing.  Exit code or -2. */
 int cli_backing_resolve(struct cli_backing *b, const char *dev);
 /*

@@ -7,7 +7,7 @@
 set -eu
 
 PACKAGES="build-essential pkg-config clang libclang-rt-14-dev libpmem2-dev libndctl-dev
-libdaxctl-dev libjson-c-dev libreadline-dev bats zstd python3 nbdkit nbdkit-plugin-dev
+libdaxctl-dev libjson-c-dev libreadline-dev libblkid-dev bats zstd python3 nbdkit nbdkit-plugin-dev
 valgrind man-db tmux libnbd-bin python3-libnbd qemu-utils e2fsprogs procps fio git"
 
 missing=""

@@ -835,6 +835,12 @@ enum pcm_holder_kind {
  * pcm_dev_errmsg() "dm device NAME", "process COMM (pid N)", ... when it is held.
  */
 int pcm_dev_holder(const char *path, char *name, size_t len);
+/*
+ * A holder in words, as the error lines name it: "dm device NAME", "kernel device NAME",
+ * "a filesystem mounted on DIR", "process COMM (pid N)"; "" for PCM_HOLDER_NONE or an
+ * error.  kind and name as pcm_dev_holder() returns them; returns buf.
+ */
+const char *pcm_holder_str(int kind, const char *name, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

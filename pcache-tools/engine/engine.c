@@ -69,6 +69,8 @@ static int open_cache(struct pce *e, const char *path, struct pce_error *err)
 
 	if (!(e->flags & PCE_NO_EXCL))
 		f |= PCM_DEV_EXCL;
+	if (err)
+		err->path = path;
 	rc = pcm_dev_open(path, f, &e->cdev);
 	if (rc)
 		return fail(err, rc, "%s: cannot open: %s", path, strerror(-rc));
@@ -145,6 +147,8 @@ int pce_open(const char *cache_path, const char *backing_path, const struct pce_
 	o = o ? o : &defaults;
 	e->flags = o->flags;
 	locks_init(e);
+	if (err)
+		err->path = backing_path;
 	rc = pce_bk_open(&e->bk, backing_path, e->flags & ~PCE_CACHE_RDONLY);
 	if (rc)
 		fail(err, rc, "%s: cannot open: %s", backing_path, strerror(-rc));

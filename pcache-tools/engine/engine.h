@@ -48,6 +48,7 @@ struct pce_opts {
 struct pce_error {
 	int err;                  /* negative errno */
 	char msg[256];            /* "cache: corrupt metadata: ..." for the caller to print */
+	const char *path;         /* the device it is about: cache_path or backing_path (or NULL) */
 };
 
 int pce_open(const char *cache_path, const char *backing_path, const struct pce_opts *o,
@@ -118,9 +119,10 @@ struct pce_wb_result {
 	uint64_t ksets, last_ksets, keys, stale_keys, batches;
 	uint64_t bytes;           /* bytes written (dry run: that would be written) */
 	struct pcm_pos pos;       /* after the last batch written: dirty_tail unless not persisted */
-	struct pcm_pos bad_kset;  /* PCE_WB_BAD_KEY */
+	struct pcm_pos bad_kset;  /* PCE_WB_BAD_KEY: the kset, the key in it, why, what it maps */
 	unsigned bad_index;
 	enum pcm_key_verdict bad_verdict;
+	struct pce_wb_extent bad_key;
 	struct pce_range *failed; /* PCE_WB_IO_FAILED: ranges not written (malloc'd) */
 	size_t n_failed;
 };

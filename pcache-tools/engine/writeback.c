@@ -117,6 +117,8 @@ static int kset_key(struct wb_run *r, unsigned i)
 		r->res->bad_kset = r->w->pos;
 		r->res->bad_index = i;
 		r->res->bad_verdict = v;
+		r->res->bad_key = (struct pce_wb_extent){ .off = k.off, .len = k.len,
+							  .cseg = k.cseg, .seg_off = k.seg_off };
 		return 1;
 	}
 	x = (struct pcm_extent){ .off = k.off, .len = k.len, .cseg = k.cseg,

@@ -215,28 +215,17 @@ out:
 }
 
 /* The engine's "PATH: cannot open: ..." for a busy device, with who holds it. */
-static void report_busy(const char *msg)
+static void report_busy(const struct pce_error *err)
 {
-	const char *paths[] = { cache_path, backing_path };
-	char name[160];
+	char name[160], who[192];
+	int k = err->path ? pcm_dev_holder(err->path, name, sizeof(name)) : -EINVAL;
 
-	for (int i = 0; i < 2; i++) {
-		size_t n = strlen(paths[i]);
-		int k;
-
-		if (strncmp(msg, paths[i], n) || msg[n] != ':')
-			continue;
-		k = pcm_dev_holder(paths[i], name, sizeof(name));
-		if (k > 0 && name[0]) {
-			nbdkit_error("%s: cannot open: in use by %s%s", paths[i],
-				     k == PCM_HOLDER_DM ? "dm device " :
-				     k == PCM_HOLDER_KERNEL ? "kernel device " :
-				     k == PCM_HOLDER_MOUNT ? "a filesystem mounted on " :
-				     k == PCM_HOLDER_PROCESS ? "process " : "", name);
-			return;
-		}
-	}
-	nbdkit_error("%s (held by another program: dm-pcache, or a running pcache command)", msg);
+	if (k > 0 && name[0])
+		nbdkit_error("%s: cannot open: in use by %s", err->path,
+			     pcm_holder_str(k, name, who, sizeof(who)));
+	else
+		nbdkit_error("%s (held by another program: dm-pcache, or a running pcache "
+			     "command)", err->msg);
 }
 
 static int pcache_get_ready(void)
@@ -255,7 +244,7 @@ static int pcache_get_ready(void)
 		if (!err.msg[0])
 			snprintf(err.msg, sizeof(err.msg), "%s: %s", cache_path, strerror(-rc));
 		if (err.err == -EBUSY)
-			report_busy(err.msg);
+			report_busy(&err);
 		else if (err.err == -EUCLEAN)
 			nbdkit_error("%s (run 'pcache fsck -n %s' for details)", err.msg, cache_path);
 		else

@@ -74,6 +74,20 @@ options() {
 	! grep -qv '^--' <<<"$output" || die "not only long options: $output"
 }
 
+@test "pcache format --no<Tab>, pcache flush --no<Tab>: the negative options, --json" {
+	run --separate-stderr complete_words pcache format --no
+	assert_status 0
+	[ "$output" = --no-data-crc ] || die "format --no: '$output'"
+	run --separate-stderr complete_words pcache flush --no
+	assert_status 0
+	[ "$(sort <<<"$output")" = $'--no-metadata-update\n--no-verify-data' ] || die "flush --no: '$output'"
+	for cmd in format flush; do
+		run --separate-stderr complete_words pcache "$cmd" --j
+		assert_status 0
+		[ "$output" = --json ] || die "$cmd --j: '$output'"
+	done
+}
+
 @test "every option in every command's --help is completed (and nothing else)" {
 	missing=""
 	extra=""

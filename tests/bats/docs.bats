@@ -9,6 +9,7 @@ load helpers
 BIN_DIR=$(dirname "$PCACHE")
 PROBLEMS_DOC="$BIN_DIR/tests/problems-doc"
 MKIMAGE="$BIN_DIR/tests/mkimage"
+CORRUPT="$BIN_DIR/tests/corrupt"
 MAN_DIR="$REPO_ROOT/doc/man"
 
 # The commands `pcache --help` lists (without `help` itself).
@@ -161,6 +162,38 @@ poke() {
 			done
 		done
 	done
+	# undo: a repair of a copy of b with an undo file, put back with --json
+	cp --sparse=always "$b" "$BATS_TEST_TMPDIR/u.pmem"
+	run "$PCACHE" fsck -y --undo "$BATS_TEST_TMPDIR/u.undo" "$BATS_TEST_TMPDIR/u.pmem"
+	[ "$status" -eq 1 ] || die "fsck -y --undo exit $status: $output"
+	"$PCACHE" undo --json "$BATS_TEST_TMPDIR/u.undo" "$BATS_TEST_TMPDIR/u.pmem" >"$out/undo.json" ||
+		die "undo --json failed"
+	# format: a layout (over a swap area: the erased signature) and a refusal (no output);
+	# flush: a dry run and a flush, both stopped by a data checksum mismatch, and a clean one.
+	back="$BATS_TEST_TMPDIR/back"
+	truncate -s 64M "$back"
+	swap="$BATS_TEST_TMPDIR/swap.img"
+	truncate -s 600M "$swap"
+	mkswap -q "$swap" || die "mkswap failed"
+	f="$BATS_TEST_TMPDIR/f.pmem"
+	for h in "" -u; do
+		i=$((i + 1))
+		# shellcheck disable=SC2086
+		"$PCACHE" format --json $h --dry-run --force --discard-dirty "$img" >"$out/$i.json" 2>/dev/null || true
+		i=$((i + 1))
+		# shellcheck disable=SC2086
+		"$PCACHE" format --json $h --dry-run --force "$swap" >"$out/$i.json" 2>/dev/null || true
+		i=$((i + 1))
+		# shellcheck disable=SC2086
+		"$PCACHE" format --json $h --dry-run "$swap" >"$out/$i.json" 2>/dev/null || true
+		cp --sparse=always "$img" "$f"
+		"$CORRUPT" "$f" key-data-crc >/dev/null || die "corrupt key-data-crc failed"
+		for args in "flush --dry-run" "flush" "flush --no-verify-data"; do
+			i=$((i + 1))
+			# shellcheck disable=SC2086
+			"$PCACHE" $args --json $h "$f" "$back" >"$out/$i.json" 2>/dev/null || true
+		done
+	done
 	run --separate-stderr python3 - "$REPO_ROOT/doc/json.md" "$out" <<'EOF'
 import json, os, sys
 doc = open(sys.argv[1]).read()
@@ -190,7 +223,8 @@ sys.exit(1 if missing else 0)
 EOF
 	[ "$status" -eq 0 ] || die "doc/json.md misses: $output $stderr"
 	# The outputs covered the interesting shapes.
-	for k in crc_expected reason note code repair action kernel_verdict_after; do
+	for k in crc_expected reason note code repair action kernel_verdict_after \
+		records zeroed_per_segment signature data_crc_from not_written cache_pos stopped_at; do
 		grep -rqF "\"$k\"" "$out" || die "no JSON output had '$k': the test images changed"
 	done
 }

@@ -130,16 +130,71 @@ last_line() {
 	assert_contains "$output" "usage: pcache flush"
 }
 
-@test "flush: a cache held by another process (flock) is busy: exit 8" {
+# hold FILE: `flock FILE sleep 30` in the background, once it holds the lock.  util-linux
+# flock takes the lock itself (HOLDER: its pid, what /proc/locks shows) and runs sleep as
+# its child (SLEEPER), which inherits the locked file: the lock lasts until both are gone.
+hold() {
+	flock -x "$1" sleep 30 </dev/null >/dev/null 2>&1 3>&- &
+	HOLDER=$!
+	SLEEPER=
+	for _ in $(seq 100); do
+		SLEEPER=$(pgrep -P "$HOLDER" || true)
+		[ -n "$SLEEPER" ] && grep -q "FLOCK .* $HOLDER " /proc/locks && return 0
+		sleep 0.05
+	done
+	die "flock did not take $1"
+}
+
+# stop PID: kill it (one of ours) and wait until it is gone.
+stop() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
+}
+
+# a failed test leaves no holder behind
+teardown() {
+	[ -z "${SLEEPER:-}" ] || stop "$SLEEPER"
+	[ -z "${HOLDER:-}" ] || stop "$HOLDER"
+}
+
+@test "flush: a cache held by another process names it, then the child that inherited the lock: exit 8" {
 	setup_kernel_pair
-	flock -x "$CACHE" sleep 30 &
-	local holder=$!
-	sleep 0.3
+	local mc mb
+	mc=$(md5 "$CACHE")
+	mb=$(md5 "$BACK")
+	hold "$CACHE"
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
-	kill "$holder" 2>/dev/null || true
-	wait "$holder" 2>/dev/null || true
 	assert_status 8
-	assert_contains "$stderr" "busy"
+	assert_no_stdout
+	[ "$stderr" = "pcache flush: $CACHE: cannot open: in use by process flock (pid $HOLDER)" ] ||
+		die "stderr: '$stderr'"
+	# flock killed: its sleep still holds the locked file, and is named
+	stop "$HOLDER"
+	run --separate-stderr pcache flush "$CACHE" "$BACK"
+	assert_status 8
+	[ "$stderr" = "pcache flush: $CACHE: cannot open: in use by process sleep (pid $SLEEPER)" ] ||
+		die "stderr: '$stderr'"
+	stop "$SLEEPER"
+	[ "$(md5 "$CACHE")" = "$mc" ] && [ "$(md5 "$BACK")" = "$mb" ] || die "a device was changed"
+	# released: the flush goes through
+	run --separate-stderr pcache flush -q "$CACHE" "$BACK"
+	assert_status 0
+}
+
+@test "flush: a backing device held by another process names it: exit 8" {
+	setup_kernel_pair
+	local mc
+	mc=$(md5 "$CACHE")
+	hold "$BACK"
+	run --separate-stderr pcache flush "$CACHE" "$BACK"
+	stop "$HOLDER"
+	stop "$SLEEPER"
+	assert_status 8
+	assert_no_stdout
+	[ "$stderr" = "pcache flush: $BACK: cannot open: in use by process flock (pid $HOLDER)" ] ||
+		die "stderr: '$stderr'"
+	[ "$(md5 "$CACHE")" = "$mc" ] || die "the cache was changed"
 }
 
 @test "flush: ranges that cannot be written are listed, exit 4, then a retry finishes" {
@@ -155,6 +210,192 @@ last_line() {
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
 	assert_status 0
 	[ "$(md5 "$BACK")" = "$MD5_DIRTY_LOGICAL" ] || die "backing md5"
+}
+
+# ---- data checksums (the fixture has data_crc) ----
+
+CORRUPT="$PCACHE_BUILD/tests/corrupt"
+
+# bad_data_pair: the kernel pair with one byte of key 3 of the third kset (0:10288) inverted:
+# 4096 bytes at 13492224, cached at 1:487424 (build/tests/corrupt key-data-crc).
+bad_data_pair() {
+	setup_kernel_pair
+	[ -x "$CORRUPT" ] || die "$CORRUPT is not built"
+	"$CORRUPT" "$CACHE" key-data-crc >/dev/null || die "corrupt key-data-crc failed"
+}
+
+# full_flush: FULL, the backing of the intact fixture flushed to the end (the reference).
+full_flush() {
+	local c
+	c=$(fixture_copy "$FX_DIRTY" full.pmem) || return 1
+	FULL=$(fixture_copy kernel-dirty-300w.back full.back) || return 1
+	"$PCACHE" flush -q "$c" "$FULL" || die "flush of the intact fixture failed"
+}
+
+# ranges: the '  OFF +LEN' lines of a dry run listing (stdin) as 'OFF LEN' lines.
+ranges() {
+	sed -n 's/^  \([0-9]*\) +\([0-9]*\)$/\1 \2/p'
+}
+
+# check_backing ORIG FULL BACK BEFORE AFTER: BACK holds FULL's data in every sector that
+# only the ranges BEFORE write (the ksets before the stop; AFTER: those from the stop on),
+# and ORIG's everywhere outside BEFORE.
+check_backing() {
+	python3 - "$@" <<'PY'
+import sys
+orig, full, back = (open(p, "rb") for p in sys.argv[1:4])
+def load(p):
+    return [tuple(map(int, l.split())) for l in open(p) if l.strip()]
+before, after = load(sys.argv[4]), load(sys.argv[5])
+assert before and after, (len(before), len(after))
+def covered(r, off):
+    return any(o <= off < o + n for o, n in r)
+def read(f, off, n):
+    f.seek(off)
+    return f.read(n)
+checked = 0
+for off, n in before:
+    for s in range(off, off + n, 512):
+        if covered(after, s):
+            continue            # a later kset writes it too
+        assert read(back, s, 512) == read(full, s, 512), "sector %d: not written back" % s
+        checked += 1
+assert checked > 0, "no sector is written by the first ksets alone"
+orig.seek(0, 2)
+size, step = orig.tell(), 1 << 20
+for c in range(0, size, step):
+    a, b = read(orig, c, step), read(back, c, step)
+    if a == b:
+        continue
+    for s in range(c, c + len(a), 512):
+        if a[s - c:s - c + 512] != b[s - c:s - c + 512] and not covered(before, s):
+            raise SystemExit("sector %d written, outside the ksets before the stop" % s)
+PY
+}
+
+@test "flush stops at a key whose data does not match its checksum, as the kernel: exit 4, range listed" {
+	bad_data_pair
+	full_flush
+	orig=$(fixture kernel-dirty-300w.back)
+	# what comes before the bad kset (a dry run stops where the flush stops), and after
+	run --separate-stderr pcache flush --dry-run "$CACHE" "$BACK"
+	assert_status 4
+	[ "$(grep -c '^kset ' <<<"$output")" -eq 2 ] || die "dry run listed: $output"
+	ranges <<<"$output" >"$BATS_TEST_TMPDIR/before"
+	[ "$stderr" = "$CACHE: 7532544 dirty bytes (dirty_tail 0:0, key_head 0:76784): would write 2 ksets (1048576 bytes) to $BACK, then stop
+pcache flush: $CACHE: cannot write back 4096 bytes at offset 13492224 (key 3 of kset 0:10288, cached at 1:487424): data checksum mismatch
+pcache flush: $CACHE: a flush would stop before kset 0:10288, as the kernel's writeback does
+pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "dry run stderr: '$stderr'"
+	run --separate-stderr pcache flush --dry-run --no-verify-data "$CACHE" "$BACK"
+	assert_status 4
+	[ "$(grep -c '^kset ' <<<"$output")" -eq 16 ] || die "dry run --no-verify-data listed: $output"
+	awk '/^kset 0:10288:/ { on = 1 } on' <<<"$output" | ranges >"$BATS_TEST_TMPDIR/after"
+	[ "$(md5 "$BACK")" = "$(md5 "$orig")" ] || die "a dry run wrote to the backing device"
+
+	run --separate-stderr pcache flush "$CACHE" "$BACK"
+	assert_status 4
+	[ "$output" = "1048576/7532544 bytes written back" ] || die "stdout: '$output'"
+	[ "$stderr" = "$CACHE: 7532544 dirty bytes in 16 ksets (dirty_tail 0:0, key_head 0:76784): writing 7532544 bytes to $BACK
+pcache flush: $CACHE: cannot write back 4096 bytes at offset 13492224 (key 3 of kset 0:10288, cached at 1:487424): data checksum mismatch
+pcache flush: $CACHE: stopped before kset 0:10288, as the kernel's writeback does: dirty_tail stays at 0:10288, the cache stays dirty
+pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "stderr: '$stderr'"
+	# the backing: the ksets before the bad one written, nothing else
+	run check_backing "$orig" "$FULL" "$BACK" "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after"
+	[ "$status" -eq 0 ] || die "backing: $output"
+	# the dirty bytes left, the bad key's included (info --no-verify-data counts it)
+	run --separate-stderr pcache info --no-verify-data "$CACHE"
+	assert_field dirty_tail 0:10288
+	assert_field dirty_bytes 6557696
+	run --separate-stderr pcache info "$CACHE"
+	assert_field health "refused: 1 problem, worst KEY_DATA_CRC (key data checksum mismatch); run 'pcache fsck -n $CACHE'"
+	# again: stops at once, writes nothing
+	mb=$(md5 "$BACK")
+	run --separate-stderr pcache flush "$CACHE" "$BACK"
+	assert_status 4
+	[ "$output" = "0/6557696 bytes written back" ] || die "stdout: '$output'"
+	[ "$(md5 "$BACK")" = "$mb" ] || die "the second flush wrote"
+	# --verify-data is the default, and still accepted
+	run --separate-stderr pcache flush --verify-data "$CACHE" "$BACK"
+	assert_status 4
+	assert_contains "$stderr" "data checksum mismatch"
+}
+
+@test "flush --no-verify-data writes the mismatching data back (the old behaviour): exit 0, clean" {
+	bad_data_pair
+	full_flush
+	run --separate-stderr pcache flush --no-verify-data "$CACHE" "$BACK"
+	assert_status 0
+	[ "$output" = "7532544/7532544 bytes written back" ] || die "stdout: '$output'"
+	run --separate-stderr pcache info "$CACHE"
+	assert_field dirty_bytes 0
+	# the backing is the intact flush's but for the inverted byte
+	[ "$(cmp -l "$FULL" "$BACK" | wc -l)" -eq 1 ] || die "differs in $(cmp -l "$FULL" "$BACK" | wc -l) bytes"
+	off=$(cmp -l "$FULL" "$BACK" | awk '{ print $1 - 1 }')
+	[ "$off" -ge 13492224 ] && [ "$off" -lt $((13492224 + 4096)) ] || die "difference at $off"
+}
+
+@test "flush --json: the summary of a stopped flush, a dry run and a clean flush" {
+	bad_data_pair
+	run --separate-stderr pcache flush --json "$CACHE" "$BACK"
+	assert_status 4
+	echo "$output" >"$BATS_TEST_TMPDIR/s.json"
+	pyjson "$BATS_TEST_TMPDIR/s.json" "
+assert isinstance(d, list) and len(d) == 1, d
+r = d[0]
+assert r['device'] == '$CACHE' and r['backing'] == '$BACK', r
+assert r['dry_run'] is False and r['verify_data'] is True, r
+assert r['result'] == 'data_crc_mismatch', r['result']
+assert r['dirty_bytes'] == 7532544 and r['ksets'] == 16, r
+assert r['bytes_to_write'] == 7532544 and r['bytes_written'] == 1048576, r
+assert r['dirty_tail'] == {'cache_seg': 0, 'seg_off': 10288}, r['dirty_tail']
+assert r['key_head'] == {'cache_seg': 0, 'seg_off': 76784}, r['key_head']
+assert r['stopped_at'] == {'cache_seg': 0, 'seg_off': 10288}, r['stopped_at']
+assert r['not_written'] == [{'offset': 13492224, 'length': 4096, 'reason': 'data_crc_mismatch',
+    'error': None, 'cache_pos': {'cache_seg': 1, 'seg_off': 487424},
+    'kset': {'cache_seg': 0, 'seg_off': 10288}, 'key': 3}], r['not_written']
+"
+	run --separate-stderr pcache flush --json -u --dry-run "$CACHE" "$BACK"
+	assert_status 4
+	echo "$output" >"$BATS_TEST_TMPDIR/s.json"
+	pyjson "$BATS_TEST_TMPDIR/s.json" "
+r = d[0]
+assert r['dry_run'] is True and r['result'] == 'data_crc_mismatch', r
+assert r['dirty_bytes'] == '6.25 MiB' and r['bytes_written'] == '0 B', r
+assert r['stopped_at'] == {'cache_seg': 0, 'seg_off': 10288}, r
+"
+	setup_kernel_pair
+	run --separate-stderr pcache flush --json -q "$CACHE" "$BACK"
+	assert_status 0
+	[ -z "$stderr" ] || die "stderr: '$stderr'"
+	echo "$output" >"$BATS_TEST_TMPDIR/s.json"
+	pyjson "$BATS_TEST_TMPDIR/s.json" "
+r = d[0]
+assert r['result'] == 'clean' and r['stopped_at'] is None and r['not_written'] == [], r
+assert r['bytes_written'] == 7532544 and r['dirty_tail'] == r['key_head'], r
+"
+	[ "$(md5 "$BACK")" = "$MD5_DIRTY_LOGICAL" ] || die "backing md5"
+	run --separate-stderr pcache flush --json "$CACHE" "$BACK"
+	assert_status 0
+	echo "$output" >"$BATS_TEST_TMPDIR/s.json"
+	pyjson "$BATS_TEST_TMPDIR/s.json" "
+r = d[0]
+assert r['result'] == 'clean' and r['ksets'] == 0 and r['bytes_to_write'] == 0, r
+"
+}
+
+@test "flush --json of a range that cannot be written: write_failed, exit 4" {
+	setup_kernel_pair
+	PCACHE_FLUSH_TEST_FAIL=31921152:1024 run --separate-stderr pcache flush --json "$CACHE" "$BACK"
+	assert_status 4
+	assert_contains "$stderr" "pcache flush: $CACHE: 1 range could not be written back; dirty_tail stays at 0:0"
+	echo "$output" >"$BATS_TEST_TMPDIR/s.json"
+	pyjson "$BATS_TEST_TMPDIR/s.json" "
+r = d[0]
+assert r['result'] == 'write_failed', r
+assert r['stopped_at'] == {'cache_seg': 0, 'seg_off': 0}, r
+assert r['not_written'] == [{'offset': 31921152, 'length': 1024, 'reason': 'write_failed',
+    'error': 'Input/output error', 'cache_pos': None, 'kset': None, 'key': None}], r['not_written']
+"
 }
 
 # gen_image: a generated cache (mkimage) with a model of its logical content.

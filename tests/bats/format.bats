@@ -97,11 +97,256 @@ assert r['health'] == 'ok', r['health']
 	[ "$(md5 "$img")" = "$MD5_FRESH_CRC" ] || die "the image was changed"
 }
 
-@test "format --force overwrites a clean cache" {
+@test "format --force overwrites a clean cache, keeping its data_crc, and says so" {
 	img=$(fixture_copy "$FX_FRESH_CRC")
 	run --separate-stderr pcache format --force -y "$img"
 	assert_status 0
+	[ "$stderr" = "pcache format: $img: data_crc on (kept from the existing cache; --no-data-crc turns it off)" ] ||
+		die "stderr: '$stderr'"
+	[ "$(md5 "$img")" = "$MD5_FRESH_CRC" ] || die "md5 $(md5 "$img") != $MD5_FRESH_CRC"
+	img=$(fixture_copy "$FX_FRESH_NOCRC")
+	run --separate-stderr pcache format --force -y "$img"
+	assert_status 0
+	[ "$stderr" = "pcache format: $img: data_crc off (kept from the existing cache; --data-crc turns it on)" ] ||
+		die "stderr: '$stderr'"
 	[ "$(md5 "$img")" = "$MD5_FRESH_NOCRC" ] || die "md5 $(md5 "$img") != $MD5_FRESH_NOCRC"
+	# -q: the line is informational
+	run --separate-stderr pcache format --force -y -q "$img"
+	assert_status 0
+	[ -z "$stderr" ] || die "stderr with -q: '$stderr'"
+}
+
+@test "format --force --no-data-crc / --data-crc override the existing cache's data_crc" {
+	img=$(fixture_copy "$FX_FRESH_CRC")
+	run --separate-stderr pcache format --force --no-data-crc -y "$img"
+	assert_status 0
+	[ "$stderr" = "pcache format: $img: data_crc off (--no-data-crc; the existing cache has it on)" ] ||
+		die "stderr: '$stderr'"
+	[ "$(md5 "$img")" = "$MD5_FRESH_NOCRC" ] || die "md5 $(md5 "$img") != $MD5_FRESH_NOCRC"
+	run --separate-stderr pcache format --force --data-crc -y "$img"
+	assert_status 0
+	[ "$stderr" = "pcache format: $img: data_crc on (--data-crc; the existing cache has it off)" ] ||
+		die "stderr: '$stderr'"
+	[ "$(md5 "$img")" = "$MD5_FRESH_CRC" ] || die "md5 $(md5 "$img") != $MD5_FRESH_CRC"
+	run --separate-stderr pcache format --force --data-crc -y "$img"
+	assert_status 0
+	[ "$stderr" = "pcache format: $img: data_crc on (--data-crc; the existing cache has it on too)" ] ||
+		die "stderr: '$stderr'"
+	# the last of the two options wins
+	run --separate-stderr pcache format --force --no-data-crc --data-crc -y "$img"
+	assert_status 0
+	[ "$(md5 "$img")" = "$MD5_FRESH_CRC" ] || die "md5 $(md5 "$img") != $MD5_FRESH_CRC"
+	# a blank device: the default is off, and nothing is said about it
+	blank=$(mkimg pmem "$KERNEL_DEV_SIZE")
+	run --separate-stderr pcache format --force -y "$blank"
+	assert_status 0
+	[ -z "$stderr" ] || die "stderr on a blank device: '$stderr'"
+	[ "$(md5 "$blank")" = "$MD5_FRESH_NOCRC" ] || die "md5 $(md5 "$blank") != $MD5_FRESH_NOCRC"
+}
+
+@test "format --force --dry-run says which data_crc it would keep, and writes nothing" {
+	img=$(fixture_copy "$FX_FRESH_CRC")
+	run --separate-stderr pcache format --force --dry-run "$img"
+	assert_status 0
+	[ "$stderr" = "pcache format: $img: data_crc on (kept from the existing cache; --no-data-crc turns it off)" ] ||
+		die "stderr: '$stderr'"
+	assert_contains "$output" "flags 0x1183 (data_crc on"
+	[ "$(md5 "$img")" = "$MD5_FRESH_CRC" ] || die "--dry-run changed the image"
+}
+
+@test "format --force --discard-dirty over unreadable cache_info: data_crc off, said so" {
+	img=$(fixture_copy "$FX_DIRTY")
+	# both cache_info replicas (8192, 12288): one byte each, their CRCs fail
+	printf '\xff' | dd of="$img" bs=1 seek=8200 conv=notrunc status=none
+	printf '\xff' | dd of="$img" bs=1 seek=12296 conv=notrunc status=none
+	run --separate-stderr pcache format --force --discard-dirty -y "$img"
+	assert_status 0
+	[ "$stderr" = "pcache format: $img: data_crc off (the cache_info of the existing cache cannot be read; --data-crc turns it on)" ] ||
+		die "stderr: '$stderr'"
+	run --separate-stderr pcache info "$img"
+	assert_field data_crc false
+}
+
+# ---- other signatures (libblkid) ----
+
+# blkid_value IMG TAG: what `blkid -p` reports for TAG, or nothing.
+blkid_value() {
+	blkid -p -s "$2" -o value "$1" 2>/dev/null || true
+}
+
+# refused_then_forced IMG WHAT: format refuses IMG naming WHAT (exit 8, image unchanged),
+# then --force formats it: blkid -p finds nothing left, pcache info reads a healthy cache.
+refused_then_forced() {
+	local img=$1 what=$2 before
+	before=$(md5 "$img")
+	run --separate-stderr pcache format -y "$img"
+	assert_status 8
+	assert_no_stdout
+	[ "$stderr" = "pcache format: $img: holds $what: refusing to overwrite it
+pcache format: hint: add --force to overwrite it" ] || die "stderr: '$stderr'"
+	[ "$(md5 "$img")" = "$before" ] || die "the refused image was changed"
+	run --separate-stderr pcache format --dry-run "$img"
+	assert_status 8
+	[ "$(md5 "$img")" = "$before" ] || die "the refused dry run changed the image"
+	run --separate-stderr pcache format --force --dry-run "$img"
+	assert_status 0
+	assert_contains "$output" "erased      $what, magic at "
+	[ "$(md5 "$img")" = "$before" ] || die "--dry-run changed the image"
+	run --separate-stderr pcache format --force -y "$img"
+	assert_status 0
+	assert_contains "$output" "done: $img holds an empty pcache cache"
+	run blkid -p "$img"
+	[ "$status" -eq 2 ] || die "blkid -p after format: status $status: '$output'"
+	[ -z "$output" ] || die "blkid -p after format: '$output'"
+	run --separate-stderr pcache info "$img"
+	assert_status 0
+	assert_field health ok
+	# [0, 4096) is zeroed, whatever it held
+	cmp -s -n 4096 "$img" /dev/zero || die "[0, 4096) not zeroed"
+}
+
+@test "format refuses an ext4 file system (8), names it; --force formats it and blkid finds nothing" {
+	img=$(mkimg ext4.img 600M)
+	mkfs.ext4 -q -F "$img" || die "mkfs.ext4 failed"
+	uuid=$(blkid_value "$img" UUID)
+	[ -n "$uuid" ] || die "blkid sees no ext4 UUID"
+	refused_then_forced "$img" "a file system (ext4, UUID $uuid)"
+}
+
+@test "format refuses a labelled swap area (8), names it; --force formats it" {
+	img=$(mkimg swap.img 600M)
+	mkswap -q -L myswap "$img" || die "mkswap failed"
+	uuid=$(blkid_value "$img" UUID)
+	[ -n "$uuid" ] || die "blkid sees no swap UUID"
+	refused_then_forced "$img" "a swap area (swap, UUID $uuid, label \"myswap\")"
+}
+
+@test "format refuses an LVM physical volume (8) (pvcreate)" {
+	command -v pvcreate >/dev/null || skip "pvcreate (lvm2) is not installed"
+	img=$(mkimg lvm.img 600M)
+	pvcreate -q -y --devicesfile "" "$img" >/dev/null 2>&1 || skip "pvcreate cannot label a file here"
+	uuid=$(blkid_value "$img" UUID)
+	refused_then_forced "$img" "an LVM physical volume (LVM2_member, UUID $uuid)"
+}
+
+# reiserfs_sb IMG: a reiserfs superblock at 64 KiB, as blkid knows it: journal block 18,
+# block size 4096, magic at +52 (65588: in segment 0's data area, past what format writes).
+reiserfs_sb() {
+	python3 -c '
+import struct, sys
+f = open(sys.argv[1], "r+b")
+f.seek(65536 + 12); f.write(struct.pack("<I", 18))
+f.seek(65536 + 44); f.write(struct.pack("<H", 4096))
+f.seek(65536 + 52); f.write(b"ReIsEr2Fs\0")
+' "$1"
+}
+
+@test "format --force erases a signature it does not overwrite (reiserfs magic in a data area)" {
+	img=$(mkimg reiser.img 600M)
+	reiserfs_sb "$img"
+	[ "$(blkid_value "$img" TYPE)" = reiserfs ] || die "blkid does not see the reiserfs signature"
+	refused_then_forced "$img" "a file system (reiserfs)"
+	# over the cache it left: the signature is erased after the layout is written
+	reiserfs_sb "$img"
+	run --separate-stderr pcache format --force -y -v "$img"
+	assert_status 0
+	assert_contains "$stderr" "pcache format: $img: 1 old signature erased outside the layout"
+	run blkid -p "$img"
+	[ -z "$output" ] || die "blkid -p after format: '$output'"
+	[ "$(od -An -tx1 -j 65588 -N 9 "$img" | tr -d ' ')" = 000000000000000000 ] ||
+		die "the magic is still there"
+}
+
+@test "format refuses a partition table and a file system together, naming both" {
+	img=$(mkimg pt.img 600M)
+	mkfs.ext4 -q -F "$img" || die "mkfs.ext4 failed"
+	uuid=$(blkid_value "$img" UUID)
+	# a DOS partition table: one Linux partition from sector 2048, boot signature 55aa
+	python3 -c '
+import struct, sys
+f = open(sys.argv[1], "r+b")
+f.seek(446); f.write(bytes([0, 0, 0, 0, 0x83, 0, 0, 0]) + struct.pack("<II", 2048, 204800))
+f.seek(510); f.write(b"\x55\xaa")
+' "$img"
+	before=$(md5 "$img")
+	run --separate-stderr pcache format -y "$img"
+	assert_status 8
+	assert_contains "$stderr" "pcache format: $img: holds "
+	assert_contains "$stderr" "a partition table (dos"
+	assert_contains "$stderr" " and "
+	assert_contains "$stderr" "a file system (ext4, UUID $uuid)"
+	assert_contains "$stderr" "pcache format: hint: add --force to overwrite them"
+	[ "$(md5 "$img")" = "$before" ] || die "the refused image was changed"
+	run --separate-stderr pcache format --force -y -q "$img"
+	assert_status 0
+	run blkid -p "$img"
+	[ -z "$output" ] || die "blkid -p after format: '$output'"
+}
+
+@test "format: an existing pcache cache keeps its own message, before other signatures" {
+	img=$(fixture_copy "$FX_FRESH_NOCRC")
+	mkswap -q "$img" >/dev/null 2>&1 || true
+	# mkswap wrote [0, 4096) only: the cache is still there
+	printf 'SWAPSPACE2' | dd of="$img" bs=1 seek=4086 conv=notrunc status=none
+	run --separate-stderr pcache format -y "$img"
+	assert_status 8
+	assert_contains "$stderr" "already holds a pcache cache: refusing to overwrite it"
+}
+
+# ---- --json ----
+
+@test "format --json: the layout as an array of one object" {
+	img=$(mkimg pmem "$KERNEL_DEV_SIZE")
+	run --separate-stderr pcache format --json --data-crc --gc-percent 50 -y "$img"
+	assert_status 0
+	[ -z "$stderr" ] || die "stderr: '$stderr'"
+	echo "$output" >"$BATS_TEST_TMPDIR/f.json"
+	pyjson "$BATS_TEST_TMPDIR/f.json" "
+assert isinstance(d, list) and len(d) == 1, d
+r = d[0]
+assert r['device'] == '$img', r['device']
+assert r['dry_run'] is False
+assert r['device_size'] == $KERNEL_DEV_SIZE
+assert r['seg_total'] == 63 and r['n_segs'] == 63, r
+assert r['data_crc'] is True and r['data_crc_from'] == 'option', r
+assert r['gc_percent'] == 50 and r['cache_mode'] == 'writeback', r
+assert r['cache_flags'] == (50 << 6) | 2 | 1, r['cache_flags']
+zero = {'cache_seg': 0, 'seg_off': 0}
+assert r['key_head'] == zero and r['dirty_tail'] == zero and r['key_tail'] == zero, r
+recs = {x['record']: x for x in r['records']}
+assert recs['superblock'] == {'record': 'superblock', 'offset': 4096, 'length': 24, 'slot': None, 'seq': None}, recs
+assert recs['cache_info'] == {'record': 'cache_info', 'offset': 12288, 'length': 24, 'slot': 1, 'seq': 1}, recs
+assert recs['key_tail']['offset'] == 16384 and recs['dirty_tail']['offset'] == 16416, recs
+assert r['segments'] == {'offset': 20480, 'count': 63, 'size': 16777216, 'gen': 0, 'zeroed_per_segment': 12312}, r['segments']
+assert r['zeroed'] == [{'offset': 0, 'length': 4096}, {'offset': 8192, 'length': 12288}], r['zeroed']
+assert r['erased'] == [], r['erased']
+"
+	run --separate-stderr pcache info "$img"
+	assert_field gc_percent 50
+	assert_field data_crc true
+}
+
+@test "format --json --dry-run over a swap area with --force: erased lists it, nothing written" {
+	img=$(mkimg swap.img 600M)
+	mkswap -q "$img" || die "mkswap failed"
+	uuid=$(blkid_value "$img" UUID)
+	before=$(md5 "$img")
+	run --separate-stderr pcache format --json -u --dry-run --force "$img"
+	assert_status 0
+	[ "$(md5 "$img")" = "$before" ] || die "--dry-run changed the image"
+	echo "$output" >"$BATS_TEST_TMPDIR/f.json"
+	pyjson "$BATS_TEST_TMPDIR/f.json" "
+r = d[0]
+assert r['dry_run'] is True
+assert r['data_crc'] is False and r['data_crc_from'] == 'default', r
+assert r['device_size'] == '600.00 MiB', r['device_size']
+assert r['cache_flags'] == '0x1182', r['cache_flags']
+assert r['erased'] == [{'signature': 'swap', 'kind': 'swap area', 'uuid': '$uuid', 'label': None, 'offset': 4086, 'length': '10 B'}], r['erased']
+"
+	# refused: nothing on stdout
+	run --separate-stderr pcache format --json "$img"
+	assert_status 8
+	assert_no_stdout
 }
 
 @test "format --force refuses a cache holding dirty data (8) and leaves it unchanged" {

@@ -98,7 +98,7 @@ commands() {
 
 @test "-V and --version work before and after a command" {
 	local c
-	for c in "" info dump replay fsck list shell serve; do
+	for c in "" info dump replay fsck list shell serve flush format undo; do
 		run --separate-stderr pcache $c -V
 		assert_status 0
 		[[ "$output" == "pcache "[0-9]*" (libpcachemeta, crc32c "*")" ]] || die "$c -V: $output"

@@ -87,6 +87,9 @@ bad_data_copy() {
 	[ "$stderr" = "pcache fsck: $img: cached data reaches $NEED_DIRTY, but --backing-size gives 1.00 GiB (1073741824 bytes): wrong backing device? nothing was checked or changed" ] || die "$stderr"
 	run --separate-stderr pcache info --backing "$small" "$img"
 	assert_status 8
+	run --separate-stderr pcache flush "$img" "$small"
+	assert_status 8
+	[ "$stderr" = "pcache flush: $img: cached data reaches $NEED_DIRTY, but the backing device $small holds 64.00 MiB (67108864 bytes): wrong backing device? nothing was checked or changed" ] || die "flush: $stderr"
 	[ "$(md5 "$img")" = "$sum" ] || die "the image changed"
 }
 
@@ -96,7 +99,10 @@ bad_data_copy() {
 	sum=$(md5 "$img")
 	run --separate-stderr pcache fsck -y --backing "$img" "$img"
 	assert_status 16
-	[ "$stderr" = "pcache fsck: $img: is also given as the backing device (--backing $img): a cache cannot be its own backing device" ] || die "$stderr"
+	[ "$stderr" = "pcache fsck: $img: is also given as the backing device ($img): a cache cannot be its own backing device" ] || die "$stderr"
+	run --separate-stderr pcache flush "$img" "$img"
+	assert_status 16
+	[ "$stderr" = "pcache flush: $img: is also given as the backing device ($img): a cache cannot be its own backing device" ] || die "$stderr"
 	ln -s "$img" "$BATS_TEST_TMPDIR/alias"
 	run --separate-stderr pcache fsck -y --dry-run --backing "$BATS_TEST_TMPDIR/alias" "$img"
 	assert_status 16

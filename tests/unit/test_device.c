@@ -623,6 +623,25 @@ out:
 	pcm_dev_close(dev);
 }
 
+static void test_holder_words(void)
+{
+	static const struct { int kind; const char *name, *want; } t[] = {
+		{ PCM_HOLDER_DM, "cache0", "dm device cache0" },
+		{ PCM_HOLDER_KERNEL, "md0", "kernel device md0" },
+		{ PCM_HOLDER_MOUNT, "/mnt", "a filesystem mounted on /mnt" },
+		{ PCM_HOLDER_PROCESS, "sleep (pid 42)", "process sleep (pid 42)" },
+		{ PCM_HOLDER_NONE, "x", "" },
+		{ -ENOENT, "x", "" },
+	};
+	char buf[64], tiny[8];
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		ok(!strcmp(pcm_holder_str(t[i].kind, t[i].name, buf, sizeof(buf)), t[i].want),
+		   "holders: pcm_holder_str(%d, '%s') = '%s'", t[i].kind, t[i].name, buf);
+	ok(!strcmp(pcm_holder_str(PCM_HOLDER_DM, "cache0", tiny, sizeof(tiny)), "dm devi"),
+	   "holders: pcm_holder_str cuts at the buffer ('%s')", tiny);
+}
+
 static void test_holders(void)
 {
 	struct pcm_dev *a = NULL, *b = NULL;
@@ -678,8 +697,15 @@ static void test_holders(void)
 		   "holders: pcm_dev_holder names the process (rc %d, '%s')", rc, name);
 	}
 	rc = pcm_dev_open(img_path, PCM_DEV_RDWR | PCM_DEV_EXCL, &a);
-	ok(rc == -EBUSY && !strncmp(pcm_dev_errmsg(), "process ", 8),
-	   "holders: writer -> -EBUSY, errmsg '%s'", pcm_dev_errmsg());
+	{
+		char want[200], words[200];
+
+		snprintf(want, sizeof(want), "process %s", name);
+		ok(rc == -EBUSY && !strcmp(pcm_dev_errmsg(), want),
+		   "holders: writer -> -EBUSY, errmsg '%s' (want '%s')", pcm_dev_errmsg(), want);
+		pcm_holder_str(PCM_HOLDER_PROCESS, name, words, sizeof(words));
+		ok(!strcmp(words, want), "holders: pcm_holder_str words a process as '%s'", words);
+	}
 	if (!rc)
 		pcm_dev_close(a);
 	a = NULL;
@@ -719,6 +745,7 @@ int main(void)
 	test_badblock_list();
 	test_media_check();
 	test_repair_refusal();
+	test_holder_words();
 	test_holders();
 	if (img_path[0])
 		unlink(img_path);

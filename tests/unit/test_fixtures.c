@@ -136,6 +136,15 @@ static void test_format_identical(bool data_crc, const char *fixture)
 		}
 		return;
 	}
+	/* what an earlier user left in [0, 4096) (an ext4 superblock at 1024, a swap
+	 * signature at 4086): format zeroes it, as the kernel's zeroed device has it */
+	{
+		uint8_t junk[4096];
+
+		memset(junk, 0xa5, sizeof(junk));
+		ok(pwrite(fd, junk, sizeof(junk), 0) == (ssize_t)sizeof(junk),
+		   "junk written to [0, 4096) of the temp image");
+	}
 	close(fd);
 	rc = pcm_format_plan(FRESH_SIZE, &o, &plan);
 	if (!rc)
