@@ -457,6 +457,8 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 		save_image(fd, s->size, getenv("PCACHE_FUZZ_SAVE"));
 	img->dev = s->dev[img->base][nodev];
 	if ((data[1] & FZ_OPT_BADBLOCKS) && np) {
+		const struct pcm_badblock *bbl;
+		size_t nbb;
 		char bb[96];
 
 		/* the bad block list is read once per device: a device of its own */
@@ -467,6 +469,8 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 		setenv("PCACHE_TEST_BADBLOCKS", bb, 1);
 		must(pcm_dev_open(s->path[img->base], PCM_DEV_RDONLY | (nodev ? PCM_DEV_NOMAP : 0),
 				  &img->dev), "open image");
+		/* the list is read at the first query, not at open: query it while the seam is set */
+		must(pcm_dev_badblock_list(img->dev, &bbl, &nbb), "bad block list");
 		unsetenv("PCACHE_TEST_BADBLOCKS");
 		img->own_dev = true;
 	}
