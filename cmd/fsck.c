@@ -70,6 +70,7 @@ static json_object *problem_json(const struct pcm_problem *p)
 	json_object_object_add(o, "kernel", json_object_new_string(pcm_kernel_reaction_str(d->kernel)));
 	json_object_object_add(o, "safe_to_fix", json_object_new_boolean(d->safe_fix));
 	json_object_object_add(o, "fixable", json_object_new_boolean(pcm_problem_fixable(p->code)));
+	json_object_object_add(o, "remark", json_object_new_boolean(d->remark));
 	return o;
 }
 
@@ -92,7 +93,9 @@ static void report(const struct pcm_problem *p, void *arg)
 	}
 	if (n > SHOW_PER_CODE)
 		return;
-	printf("%s: %s at %s", pcm_severity_str(d->severity), d->name, p->where);
+	/* a remark is not a problem: its own word, so that scripts counting problems skip it */
+	printf("%s: %s at %s", d->remark ? "remark" : pcm_severity_str(d->severity), d->name,
+	       p->where);
 	if (p->offset != UINT64_MAX)
 		printf(" (@%" PRIu64 ")", p->offset);
 	if (p->code == PCM_P_MEDIA_BADBLOCK)   /* the detail says what the kernel does */
@@ -138,7 +141,10 @@ static void summary_text(const struct fsck_state *s, const struct pcm_check_resu
 		       PRIu64 " dirty bytes, %" PRIu64 " clean bytes, key_head %u:%u\n", s->dev,
 		       r->ksets, r->keys, r->live_extents, r->dirty_bytes, r->clean_bytes,
 		       r->key_head.cseg, r->key_head.seg_off);
-	if (!r->problems)
+	if (!r->problems && r->remarks)
+		printf("%s: clean: no problems found (%" PRIu64 " remark%s); %s\n", s->dev,
+		       r->remarks, r->remarks == 1 ? "" : "s", what[r->verdict]);
+	else if (!r->problems)
 		printf("%s: clean: no problems found; %s\n", s->dev, what[r->verdict]);
 	else
 		printf("%s: %" PRIu64 " problems (%" PRIu64 " critical, %" PRIu64 " errors, %" PRIu64
@@ -163,6 +169,7 @@ static void summary_json(struct fsck_state *s, const struct pcm_check_result *r,
 	json_object_object_add(o, "errors", cli_json_u64(r->by_severity[PCM_SEV_ERROR]));
 	json_object_object_add(o, "warnings", cli_json_u64(r->by_severity[PCM_SEV_WARNING]));
 	json_object_object_add(o, "notes", cli_json_u64(r->by_severity[PCM_SEV_NOTE]));
+	json_object_object_add(o, "remarks", cli_json_u64(r->remarks));
 	json_object_object_add(o, "replayed", json_object_new_boolean(r->replayed));
 	json_object_object_add(o, "ksets", cli_json_u64(r->ksets));
 	json_object_object_add(o, "keys", cli_json_u64(r->keys));
