@@ -78,6 +78,7 @@ static json_object *problem_json(const struct pcm_problem *p)
 	json_object_object_add(o, "kernel", json_object_new_string(pcm_kernel_reaction_str(d->kernel)));
 	json_object_object_add(o, "safe_to_fix", json_object_new_boolean(d->safe_fix));
 	json_object_object_add(o, "fixable", json_object_new_boolean(pcm_problem_fixable(p->code)));
+	json_object_object_add(o, "remark", json_object_new_boolean(d->remark));
 	return o;
 }
 
@@ -98,7 +99,9 @@ static void report(const struct pcm_problem *p, void *arg)
 	}
 	if (n > SHOW_PER_CODE)
 		return;
-	printf("%s: %s at %s", pcm_severity_str(d->severity), d->name, p->where);
+	/* a remark is not a problem: its own word, so that scripts counting problems skip it */
+	printf("%s: %s at %s", d->remark ? "remark" : pcm_severity_str(d->severity), d->name,
+	       p->where);
 	if (p->offset != UINT64_MAX)
 		printf(" (@%" PRIu64 ")", p->offset);
 	if (p->code == PCM_P_MEDIA_BADBLOCK)   /* the detail says what the kernel does */
@@ -146,6 +149,9 @@ static void summary_text(const struct fsck_state *s, const struct pcm_check_resu
 	v = cli_verdict_text(r, r->verdict, &s->v.backing, buf, sizeof(buf));
 	if (!r->problems && r->replayed && r->data_crc && !r->data_verified)
 		printf("%s: metadata clean; data not verified (--no-verify-data)\n", s->dev);
+	else if (!r->problems && r->remarks)
+		printf("%s: clean: no problems found (%s); %s\n", s->dev,
+		       CLI_COUNT(r->remarks, "remark", "remarks"), v);
 	else if (!r->problems)
 		printf("%s: clean: no problems found; %s\n", s->dev, v);
 	else
@@ -173,6 +179,7 @@ static void summary_json(struct fsck_state *s, const struct pcm_check_result *r,
 	json_object_object_add(o, "errors", cli_json_u64(r->by_severity[PCM_SEV_ERROR]));
 	json_object_object_add(o, "warnings", cli_json_u64(r->by_severity[PCM_SEV_WARNING]));
 	json_object_object_add(o, "notes", cli_json_u64(r->by_severity[PCM_SEV_NOTE]));
+	json_object_object_add(o, "remarks", cli_json_u64(r->remarks));
 	json_object_object_add(o, "replayed", json_object_new_boolean(r->replayed));
 	json_object_object_add(o, "ksets", cli_json_u64(r->ksets));
 	json_object_object_add(o, "keys", cli_json_u64(r->keys));

@@ -160,13 +160,20 @@ static int from_env(struct pcm_dev *dev, struct bbvec *b)
 	return 0;
 }
 
+/* An overlay has its base's bad blocks, through any number of overlays. */
+static struct pcm_dev *bb_dev(struct pcm_dev *dev)
+{
+	while (dev->ov_base)
+		dev = dev->ov_base;
+	return dev;
+}
+
 static int bb_load(struct pcm_dev *dev)
 {
 	struct bbvec b = { 0 };
 	int rc;
 
-	if (dev->ov_base)
-		dev = dev->ov_base;
+	dev = bb_dev(dev);
 	if (dev->bb_known)
 		return 0;
 	rc = dev->kind == PCM_DEV_BLOCK ? from_sysfs(dev, &b) : from_pmem2(dev, &b);
@@ -187,8 +194,7 @@ int pcm_dev_badblock_list(struct pcm_dev *dev, const struct pcm_badblock **list,
 {
 	int rc = bb_load(dev);
 
-	if (dev->ov_base)
-		dev = dev->ov_base;
+	dev = bb_dev(dev);
 	*list = rc ? NULL : dev->bb;
 	*n = rc ? 0 : dev->nbb;
 	return rc;

@@ -11,9 +11,17 @@
 
 #include "check_int.h"
 
+/*
+ * Remarks are not problems (pcm_problem_def.remark).  A superblock that lays out
+ * fewer segments than the device holds is a grown device (§10.1 SB6): the kernel
+ * uses what the format laid out, and making a cache larger is not a repair, so
+ * fsck -y leaves it and fsck -n must not call such a cache unclean for ever.
+ */
+#define PCM_REMARK(name) (PCM_P_##name == PCM_P_SB_SEG_NUM_SHORT)
+
 static const struct pcm_problem_def defs[PCM_P_COUNT] = {
 #define PCM_X_DEF(name, sev, kr, safe, text) \
-	[PCM_P_##name] = { #name, PCM_SEV_##sev, PCM_KR_##kr, safe, text },
+	[PCM_P_##name] = { #name, PCM_SEV_##sev, PCM_KR_##kr, safe, text, PCM_REMARK(name) },
 	PCM_PROBLEMS(PCM_X_DEF)
 #undef PCM_X_DEF
 };
@@ -67,6 +75,12 @@ void chk_report(struct chk *k, enum pcm_problem_code code, uint64_t off, const c
 	va_start(ap, fmt);
 	vsnprintf(p.detail, sizeof(p.detail), fmt, ap);
 	va_end(ap);
+	if (defs[code].remark) {
+		k->res->remarks++;
+		if (k->o->report)
+			k->o->report(&p, k->o->arg);
+		return;
+	}
 	if (!k->res->problems ||
 	    defs[code].severity > defs[k->res->worst].severity)
 		k->res->worst = code;

@@ -143,7 +143,11 @@ static int cmp_span(const void *a, const void *b)
 	return x->seg_off < y->seg_off ? -1 : x->seg_off > y->seg_off;
 }
 
-/* KY8: live keys of one segment must not share data space. */
+/*
+ * KY8: live keys of one segment must not share data space.  Every overlapping
+ * pair, not only neighbours in seg_off order (a long key can overlap several
+ * that do not overlap each other); at most 1000 reports.
+ */
 static void chk_alias(struct logchk *l)
 {
 	uint64_t reported = 0;
@@ -151,16 +155,19 @@ static void chk_alias(struct logchk *l)
 
 	if (l->nspans)   /* qsort(NULL, 0) is undefined */
 		qsort(l->spans, l->nspans, sizeof(*l->spans), cmp_span);
-	for (uint64_t i = 1; i < l->nspans; i++) {
-		const struct span *a = &l->spans[i - 1], *b = &l->spans[i];
+	for (uint64_t i = 0; i < l->nspans && reported < 1000; i++) {
+		const struct span *a = &l->spans[i];
+		uint64_t end = (uint64_t)a->seg_off + a->len;
 
-		if (a->cseg != b->cseg || (uint64_t)a->seg_off + a->len <= b->seg_off)
-			continue;
-		snprintf(where, sizeof(where), "segment %u", b->cseg);
-		if (reported++ < 1000)
+		for (uint64_t j = i + 1; j < l->nspans && l->spans[j].cseg == a->cseg &&
+		     l->spans[j].seg_off < end && reported++ < 1000; j++) {
+			const struct span *b = &l->spans[j];
+
+			snprintf(where, sizeof(where), "segment %u", b->cseg);
 			chk_report(l->k, PCM_P_KEY_ALIAS, pcm_pos_dev_off(l->c, b->cseg, b->seg_off),
 				   where, "keys #%u and #%u both use data at %u:%u", a->key, b->key,
 				   b->cseg, b->seg_off);
+		}
 	}
 }
 
@@ -270,7 +277,9 @@ static void chk_tails_and_segments(struct logchk *l, const struct pcm_replay *r)
 			   "%u:%u is not met walking the log from key_tail %u:%u to key_head %u:%u",
 			   c->dirty_tail.pos.cseg, c->dirty_tail.pos.seg_off, c->key_tail.pos.cseg,
 			   c->key_tail.pos.seg_off, r->key_head.cseg, r->key_head.seg_off);
-	if (r->dirty_chain_stop >= PCM_FAIL_HOPS)
+	/* with dirty_tail on the log, its walk is the end of replay's own: a failure there is
+	 * the log's (LOG_HOPS, LOG_NEXT_RANGE, LOG_KSET_OVERSIZE, LOG_IO), reported once, as that */
+	if (r->dirty_chain_stop >= PCM_FAIL_HOPS && !r->dirty_tail_on_log)
 		chk_report(l->k, PCM_P_DIRTY_CHAIN_FAIL, UINT64_MAX, "dirty_tail", "%s",
 			   pcm_walk_stop_str(r->dirty_chain_stop));
 	for (uint32_t s = 0; s < c->n_segs; s++) {

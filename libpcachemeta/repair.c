@@ -17,8 +17,7 @@
 
 static const enum pcm_problem_code unfixable[] = {
 	PCM_P_SB_TOO_SMALL, PCM_P_SB_NO_MAGIC, PCM_P_SB_BAD_MAGIC, PCM_P_SB_SEG_NUM_SHORT,
-	PCM_P_CI_N_SEGS_SHORT, PCM_P_KEY_UNALIGNED, PCM_P_LOG_IO, PCM_P_KEY_IO,
-	PCM_P_MEDIA_BADBLOCK,
+	PCM_P_LOG_IO, PCM_P_KEY_IO, PCM_P_MEDIA_BADBLOCK,
 };
 
 bool pcm_problem_fixable(enum pcm_problem_code code)

@@ -13,7 +13,7 @@
 
 #include "repair_int.h"
 
-struct span { uint32_t cseg, seg_off, len; uint64_t ord; };
+struct span { uint32_t cseg, seg_off, len; bool drop; uint64_t ord; };
 
 struct lfix {
 	struct rplan *r;
@@ -22,6 +22,7 @@ struct lfix {
 	uint8_t *log_seg;          /* per cseg: on the log path */
 	uint8_t *used;             /* per cseg: must not be taken for the rebuilt part */
 	uint8_t *visited;          /* per cseg: on the log path up to the rebuilt segment */
+	uint8_t *bad_hop;          /* per cseg: a LAST kset names it, but it holds data */
 	uint64_t *alias_drop;      /* sorted ordinals of older aliasing keys */
 	uint64_t nalias;
 	struct span *spans;
@@ -31,6 +32,7 @@ struct lfix {
 	uint32_t len;
 	size_t cap;
 	uint64_t kept_ksets, kept_keys, dropped, dropped_dirty, salvaged_ksets, lost_corrupt;
+	uint64_t slack, grown;     /* bytes the rebuilt part may grow by (split keys), and did */
 	struct pcm_pos map_from[2];  /* dirty_tail old -> new, if it moves */
 };
 
@@ -61,7 +63,7 @@ static int gather_key(const struct pcm_walk *w, unsigned i, const struct pcm_key
 		f->spans = s;
 		f->capspans = cap;
 	}
-	f->spans[f->nspans++] = (struct span){ k->cseg, k->seg_off, k->len, f->ord };
+	f->spans[f->nspans++] = (struct span){ k->cseg, k->seg_off, k->len, false, f->ord };
 	return 0;
 }
 
@@ -81,7 +83,12 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Of two live keys sharing data space, the older lost its data to the newer. */
+/*
+ * Of two live keys sharing data space, the older lost its data to the newer:
+ * every key overlapping a newer one is dropped (whether or not that one is).
+ * Every overlapping pair counts, not only neighbours in seg_off order: a long
+ * key can overlap several that do not overlap each other.
+ */
 static int find_aliases(struct lfix *f)
 {
 	if (f->nspans)
@@ -89,12 +96,17 @@ static int find_aliases(struct lfix *f)
 	f->alias_drop = malloc((f->nspans ? f->nspans : 1) * sizeof(uint64_t));
 	if (!f->alias_drop)
 		return -ENOMEM;
-	for (uint64_t i = 1; i < f->nspans; i++) {
-		const struct span *a = &f->spans[i - 1], *b = &f->spans[i];
+	for (uint64_t i = 0; i < f->nspans; i++) {
+		struct span *a = &f->spans[i];
+		uint64_t end = (uint64_t)a->seg_off + a->len;
 
-		if (a->cseg == b->cseg && (uint64_t)a->seg_off + a->len > b->seg_off)
-			f->alias_drop[f->nalias++] = a->ord < b->ord ? a->ord : b->ord;
+		for (uint64_t j = i + 1; j < f->nspans && f->spans[j].cseg == a->cseg &&
+		     f->spans[j].seg_off < end; j++)
+			(a->ord < f->spans[j].ord ? a : &f->spans[j])->drop = true;
 	}
+	for (uint64_t i = 0; i < f->nspans; i++)
+		if (f->spans[i].drop)
+			f->alias_drop[f->nalias++] = f->spans[i].ord;
 	qsort(f->alias_drop, f->nalias, sizeof(uint64_t), cmp_u64);
 	return 0;
 }
@@ -124,6 +136,10 @@ static enum pcm_problem_code key_fate(const struct lfix *f, struct pcm_key *k, u
 		return PCM_P_LOG_DATA_OVERLAP;
 	if (ord && alias_dropped(f, ord))
 		return PCM_P_KEY_ALIAS;
+	/* the kernel's keys are whole sectors (§6.3): which of the three fields is off
+	 * cannot be told, so no sector-aligned key says where the data belongs */
+	if (k->off % PCM_SECTOR || k->len % PCM_SECTOR || k->seg_off % PCM_SECTOR)
+		return PCM_P_KEY_UNALIGNED;
 	if (k->seg_gen > f->c->gen[k->cseg])
 		k->seg_gen = f->c->gen[k->cseg];
 	k->flags &= PCM_KEY_F_CLEAN;
@@ -181,33 +197,121 @@ static void put_end(struct lfix *f, bool last, uint32_t next)
 	}
 }
 
-/* Keeps the keys of the current kset that survive, counting the others as lost. */
-static int rebuild_kset(struct lfix *f, const struct pcm_walk *w, uint64_t *ord, bool dirty)
+/* Does the key cross a 4 MiB window of logical offset (or exceed one)? */
+static bool key_crosses(const struct pcm_key *k)
 {
-	struct pcm_key keys[PCM_KSET_KEYS_MAX];
-	unsigned n = 0;
+	return k->len && (k->off >> PCM_WINDOW_SHIFT) !=
+	       ((k->off + k->len - 1) >> PCM_WINDOW_SHIFT);
+}
 
-	for (unsigned i = 0; i < w->hdr.key_num; i++) {
+/* The keys kept so far for the kset being rebuilt; full ksets go out as they fill. */
+struct kept {
+	struct pcm_key k[PCM_KSET_KEYS_MAX];
+	unsigned n;
+};
+
+static int kept_flush(struct lfix *f, struct kept *kp)
+{
+	if (!kp->n)
+		return 0;
+	if (buf_room(f, PCM_KSET_HDR_SIZE + (size_t)kp->n * PCM_KEY_SIZE))
+		return -ENOMEM;
+	put_kset(f, kp->k, kp->n);
+	kp->n = 0;
+	return 0;
+}
+
+static int keep(struct lfix *f, struct kept *kp, const struct pcm_key *k)
+{
+	int rc = kp->n == PCM_KSET_KEYS_MAX ? kept_flush(f, kp) : 0;
+
+	if (!rc)
+		kp->k[kp->n++] = *k;
+	return rc;
+}
+
+/* kcrc of a key's data, read in pieces (a key may hold 16 MiB). */
+static int data_crc_of(const struct lfix *f, const struct pcm_key *k, uint32_t *crc)
+{
+	uint8_t buf[65536];
+	uint64_t at = pcm_pos_dev_off(f->c, k->cseg, k->seg_off);
+	uint32_t c = PCM_CRC_SEED;
+
+	for (uint32_t done = 0; done < k->len;) {
+		uint32_t n = k->len - done < sizeof(buf) ? k->len - done : (uint32_t)sizeof(buf);
+		int rc = pcm_dev_read(f->c->dev, at + done, buf, n);
+
+		if (rc)
+			return rc;
+		c = pcm_crc32c(c, buf, n);
+		done += n;
+	}
+	*crc = c;
+	return 0;
+}
+
+/*
+ * A key crossing a 4 MiB window (KEY_UNALIGNED) becomes the keys the kernel
+ * makes of such a write (§6.3): one per window, on the same data, each with
+ * its own data CRC.  Reads then see all of it, as writeback already did
+ * (§12.11).  The rebuilt part moves from p to offset 0 of its new segment and
+ * may grow by p's offset, no more (it must fit there): *kept false otherwise.
+ */
+static int keep_split(struct lfix *f, struct kept *kp, const struct pcm_key *k, bool *kept)
+{
+	uint64_t end = k->off + k->len, pieces = ((end - 1) >> PCM_WINDOW_SHIFT) -
+		       (k->off >> PCM_WINDOW_SHIFT) + 1;
+	uint64_t extra = (pieces - 1) * PCM_KEY_SIZE + PCM_KSET_HDR_SIZE;
+	int rc = 0;
+
+	*kept = f->grown + extra + PCM_KSET_HDR_SIZE <= f->slack;
+	if (*kept)
+		f->grown += extra;
+	for (uint64_t at = k->off; *kept && !rc && at < end;) {
+		uint64_t wend = ((at >> PCM_WINDOW_SHIFT) + 1) << PCM_WINDOW_SHIFT;
+		struct pcm_key p = *k;
+
+		p.off = at;
+		p.len = (uint32_t)((wend < end ? wend : end) - at);
+		p.seg_off = k->seg_off + (uint32_t)(at - k->off);
+		rc = f->c->data_crc ? data_crc_of(f, &p, &p.data_crc) : 0;
+		rc = rc ? rc : keep(f, kp, &p);
+		at += p.len;
+	}
+	return rc;
+}
+
+static void drop(struct lfix *f, const struct pcm_key *k, bool dirty)
+{
+	f->dropped++;
+	if (dirty && !(k->flags & PCM_KEY_F_CLEAN))
+		f->dropped_dirty += k->len;
+}
+
+/* Keeps the keys of the kset at data that survive, counting the others as lost. */
+static int rebuild_kset(struct lfix *f, const uint8_t *data, unsigned key_num, uint64_t *ord,
+			bool dirty)
+{
+	struct kept kp = { .n = 0 };
+	int rc = 0;
+
+	for (unsigned i = 0; !rc && i < key_num; i++) {
 		struct pcm_key k;
+		bool kept = true;
 
-		pcm_walk_key(w, i, &k);
+		pcm_key_decode(data + PCM_KSET_HDR_SIZE + (size_t)i * PCM_KEY_SIZE, &k);
 		++*ord;
 		if (key_fate(f, &k, *ord)) {
-			f->dropped++;
-			if (dirty && !(k.flags & PCM_KEY_F_CLEAN))
-				f->dropped_dirty += k.len;
+			drop(f, &k, dirty);
 			continue;
 		}
-		if (k.cseg < f->c->n_segs)
+		rc = key_crosses(&k) ? keep_split(f, &kp, &k, &kept) : keep(f, &kp, &k);
+		if (!kept)
+			drop(f, &k, dirty);
+		else if (k.cseg < f->c->n_segs)
 			f->used[k.cseg] = 1;
-		keys[n++] = k;
 	}
-	if (!n)
-		return 0;
-	if (buf_room(f, PCM_KSET_HDR_SIZE + (size_t)n * PCM_KEY_SIZE))
-		return -ENOMEM;
-	put_kset(f, keys, n);
-	return 0;
+	return rc ? rc : kept_flush(f, &kp);
 }
 
 struct rebuild {
@@ -235,14 +339,105 @@ static bool salvage_new(struct lfix *f, struct pcm_pos at, struct pcm_pos q)
 	return true;
 }
 
+/*
+ * Where valid ksets go on behind a LAST kset at `at` written over a kset of
+ * n keys (1 to 128): what a damaged kset's salvage looks for, from a LAST.
+ */
+static bool salvage_behind_last(struct lfix *f, struct pcm_pos at, struct pcm_pos *q)
+{
+	struct pcm_walk *w = malloc(sizeof(*w));
+	bool found = false;
+
+	for (uint32_t n = 1; w && !found && n <= PCM_KSET_KEYS_MAX; n++) {
+		enum pcm_walk_event ev;
+
+		*q = (struct pcm_pos){ at.cseg, at.seg_off + PCM_KSET_HDR_SIZE + PCM_KEY_SIZE * n };
+		if (q->seg_off >= PCM_DATA_SIZE)
+			break;
+		pcm_walk_init(w, f->c, *q);
+		ev = pcm_walk_next(w);
+		if (ev == PCM_WALK_END && w->stop == PCM_STOP_TERMINATOR)
+			break;
+		found = ev == PCM_WALK_KSET;
+	}
+	free(w);
+	return found;
+}
+
+/*
+ * A LAST kset torn over a valid kset by a crash in a splice (§13.4), the other
+ * way round from pcm_walk_salvage's: its flags landed, its crc and key_num did
+ * not.  With the flags back to 0 the kset is whole: it is rebuilt as it was.
+ * Returns its key count (0: not such a kset) or -errno.
+ */
+static int untorn_kset(struct lfix *f, struct pcm_pos at, struct rebuild *rb)
+{
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	uint64_t off = pcm_pos_dev_off(f->c, at.cseg, at.seg_off);
+	struct pcm_kset_hdr h;
+	int rc;
+
+	if (PCM_DATA_SIZE - at.seg_off < PCM_KSET_HDR_SIZE ||
+	    pcm_dev_read(f->c->dev, off, buf, PCM_KSET_HDR_SIZE))
+		return 0;
+	pcm_kset_hdr_decode(buf, &h);
+	if (h.magic != PCM_KSET_MAGIC || h.flags != PCM_KSET_F_LAST || !h.key_num ||
+	    h.key_num > PCM_KSET_KEYS_MAX)
+		return 0;
+	h.flags = 0;
+	if (pcm_kset_size(&h) > PCM_DATA_SIZE - at.seg_off ||
+	    pcm_dev_read(f->c->dev, off, buf, pcm_kset_size(&h)))
+		return 0;
+	pcm_kset_hdr_encode(&h, buf);
+	if (!pcm_record_crc_ok(buf, pcm_kset_size(&h)))
+		return 0;
+	rc = rebuild_kset(f, buf, h.key_num, &rb->ord, rb->dirty);
+	return rc ? rc : (int)h.key_num;
+}
+
+/*
+ * Where the rebuild walk goes on after a LAST kset or where it stopped: 1 and
+ * q when valid ksets continue somewhere, 0 when the rebuilt part ends there.
+ */
+static int rebuild_past(struct lfix *f, struct rebuild *rb, struct pcm_walk *w,
+			enum pcm_walk_event ev, struct pcm_pos *q)
+{
+	int n = ev == PCM_WALK_END && w->stop == PCM_STOP_CRC ? untorn_kset(f, w->pos, rb) : 0;
+
+	if (n) {   /* a torn LAST over a kset, rebuilt as it was: on behind it */
+		*q = (struct pcm_pos){ w->pos.cseg, w->pos.seg_off + PCM_KSET_HDR_SIZE +
+				       PCM_KEY_SIZE * (uint32_t)(n > 0 ? n : 0) };
+		return n;
+	}
+	if (ev == PCM_WALK_LAST && f->bad_hop[w->next.cseg]) {
+		f->lost_corrupt++;   /* the LAST itself, and what it was written over */
+		return salvage_behind_last(f, w->pos, q);
+	}
+	if (ev == PCM_WALK_END && w->stop != PCM_STOP_TERMINATOR) {
+		f->lost_corrupt++;
+		if (!pcm_walk_salvage(f->c, w->pos, q) || !salvage_new(f, w->pos, *q))
+			return 0;
+		f->used[q->cseg] = 1;   /* a LAST's target: never the new home */
+		return 1;
+	}
+	if (ev == PCM_WALK_LAST && !f->visited[w->next.cseg]) {
+		rb->last = true;
+		rb->next = w->next.cseg;
+	}
+	if (ev == PCM_WALK_FAIL && w->stop == PCM_FAIL_OVERSIZE)
+		f->lost_corrupt++;
+	return 0;
+}
+
 /* Walks from p to the end of p's segment, rebuilding into f->buf. */
 static int rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 {
-	struct pcm_pos dt = f->c->dirty_tail.pos;
+	struct pcm_pos dt = f->c->dirty_tail.pos, q;
 	bool dt_set = false;
+	int rc = 0;
 
 	pcm_walk_init(w, f->c, rb->p);
-	for (;;) {
+	while (rc >= 0) {
 		struct pcm_pos at = w->has_next ? w->next : w->pos;
 		enum pcm_walk_event ev;
 
@@ -254,29 +449,17 @@ static int rebuild(struct lfix *f, struct rebuild *rb, struct pcm_walk *w)
 		}
 		ev = pcm_walk_next(w);
 		if (ev == PCM_WALK_KSET) {
-			if (rebuild_kset(f, w, &rb->ord, rb->dirty))
-				return -ENOMEM;
+			rc = rebuild_kset(f, w->data, w->hdr.key_num, &rb->ord, rb->dirty);
 			continue;
 		}
-		if (ev == PCM_WALK_LAST && !f->visited[w->next.cseg]) {
-			rb->last = true;
-			rb->next = w->next.cseg;
-		}
-		if (ev == PCM_WALK_END && w->stop != PCM_STOP_TERMINATOR) {
-			struct pcm_pos q;
-
-			f->lost_corrupt++;
-			if (pcm_walk_salvage(f->c, w->pos, &q) && salvage_new(f, w->pos, q)) {
-				f->salvaged_ksets++;
-				f->used[q.cseg] = 1;   /* a LAST's target: never the new home */
-				pcm_walk_init(w, f->c, q);
-				continue;
-			}
-		}
-		if (ev == PCM_WALK_FAIL && w->stop == PCM_FAIL_OVERSIZE)
-			f->lost_corrupt++;
-		break;
+		rc = rebuild_past(f, rb, w, ev, &q);
+		if (rc <= 0)
+			break;
+		f->salvaged_ksets++;
+		pcm_walk_init(w, f->c, q);
 	}
+	if (rc < 0)
+		return rc;
 	if (rb->move_dt && !dt_set)
 		rb->dt_new = f->len;
 	if (buf_room(f, PCM_KSET_HDR_SIZE))
@@ -291,7 +474,7 @@ static bool kset_needs_change(struct lfix *f, const struct pcm_walk *w, uint64_t
 	const struct pcm_kset_hdr *h = &w->hdr;
 
 	if (h->flags & PCM_KSET_F_LAST)
-		return f->visited[h->key_num];
+		return f->visited[h->key_num] || f->bad_hop[h->key_num];
 	if (h->flags || h->key_num == 0 ||
 	    PCM_DATA_SIZE - w->pos.seg_off - pcm_kset_size(h) < PCM_KSET_HDR_SIZE)
 		return true;
@@ -301,7 +484,7 @@ static bool kset_needs_change(struct lfix *f, const struct pcm_walk *w, uint64_t
 
 		pcm_walk_key(w, i, &k);
 		k2 = k;
-		if (key_fate(f, &k2, ord + i + 1))
+		if (key_fate(f, &k2, ord + i + 1) || key_crosses(&k2))
 			return true;
 		pcm_key_encode(&k, a);
 		pcm_key_encode(&k2, b);
@@ -385,7 +568,7 @@ static const enum pcm_problem_code log_codes[] = {
 	PCM_P_LOG_NEXT_RANGE, PCM_P_LOG_KSET_OVERSIZE, PCM_P_LOG_DATA_OVERLAP, PCM_P_KSET_EMPTY,
 	PCM_P_KSET_NO_ROOM, PCM_P_KSET_FLAGS, PCM_P_KEY_RANGE, PCM_P_KEY_SEG_RANGE,
 	PCM_P_KEY_SEG_OFF, PCM_P_KEY_DATA_CRC, PCM_P_KEY_EMPTY, PCM_P_KEY_GEN_AHEAD,
-	PCM_P_KEY_STALE, PCM_P_KEY_FLAGS, PCM_P_KEY_ALIAS,
+	PCM_P_KEY_STALE, PCM_P_KEY_FLAGS, PCM_P_KEY_ALIAS, PCM_P_KEY_UNALIGNED,
 };
 
 /* fsck -p rebuilds a log only when every log problem found is in its safe set; no
@@ -499,7 +682,30 @@ static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_prob
 	return rc ? rc : 1;
 }
 
-static int prepare(struct lfix *f)
+/*
+ * A LAST kset naming a segment that holds live keys' data but no kset is the
+ * damage, not those keys: the kernel never gives a data segment to the log,
+ * and the ksets it writes in a new log segment start at its offset 0.  Such a
+ * hop is taken out of the rebuilt log (and the keys are not dropped for
+ * pointing into the log).  Any kset at offset 0 makes it a log segment.
+ */
+static void find_bad_hops(struct lfix *f, struct pcm_walk *w)
+{
+	for (uint32_t s = 0; s < f->c->n_segs; s++) {
+		enum pcm_walk_event ev;
+
+		if (!f->log_seg[s] || s == f->c->key_tail.pos.cseg || !(f->rep->seg_used[s] & 2))
+			continue;
+		pcm_walk_init(w, f->c, (struct pcm_pos){ s, 0 });
+		ev = pcm_walk_next(w);
+		if (ev == PCM_WALK_KSET || ev == PCM_WALK_LAST)
+			continue;
+		f->bad_hop[s] = 1;
+		f->log_seg[s] = 0;
+	}
+}
+
+static int prepare(struct lfix *f, struct pcm_walk *w)
 {
 	struct pcm_replay_opts ro = { .verify_data = true, .keep_going = true,
 				      .on_key = gather_key, .on_kset = gather_kset, .arg = f };
@@ -510,13 +716,17 @@ static int prepare(struct lfix *f)
 	f->log_seg = calloc(n, 1);
 	f->used = calloc(n, 1);
 	f->visited = calloc(n, 1);
-	if (!f->log_seg || !f->used || !f->visited)
+	f->bad_hop = calloc(n, 1);
+	if (!f->log_seg || !f->used || !f->visited || !f->bad_hop)
 		return -ENOMEM;
 	f->log_seg[f->c->key_tail.pos.cseg] = 1;
 	rc = pcm_replay_run(f->c, &ro, &f->rep);
-	if (!rc && f->rep->stop == PCM_FAIL_HOPS)
+	if (rc)
+		return rc;
+	if (f->rep->stop == PCM_FAIL_HOPS)
 		f->nspans = 0;   /* a looping log meets the same keys again: no aliases */
-	return rc ? rc : find_aliases(f);
+	find_bad_hops(f, w);
+	return find_aliases(f);
 }
 
 int fix_log(struct rplan *r)
@@ -531,7 +741,7 @@ int fix_log(struct rplan *r)
 		free(w);
 		return w ? 0 : -ENOMEM;
 	}
-	rc = prepare(&f);
+	rc = prepare(&f, w);
 	if (!rc && !find_first_change(&f, &rb, w)) {
 		rc = seen_add(r, p0->code, p0->offset);
 	} else if (!rc) {
@@ -541,6 +751,7 @@ int fix_log(struct rplan *r)
 		rb.move_dt = !rb.move_tails && !rb.dirty && dt.cseg == rb.p.cseg &&
 			     dt.seg_off > rb.p.seg_off;
 		f.used[rb.p.cseg] = 1;
+		f.slack = rb.p.seg_off;
 		rc = rebuild(&f, &rb, w);
 		if (!rc && rb.last)
 			mark_rest(&f, rb.next, w);
@@ -551,6 +762,7 @@ int fix_log(struct rplan *r)
 	free(f.log_seg);
 	free(f.used);
 	free(f.visited);
+	free(f.bad_hop);
 	free(f.alias_drop);
 	free(f.spans);
 	free(f.buf);

@@ -322,6 +322,84 @@ static int fix_chain(struct rplan *r, const struct pcm_problem *p)
 	return rc ? rc : 1;
 }
 
+/* Chain member i of m[0..n) as the kernel's format links them: all but the last point on. */
+static int link_member(struct pcm_dev *dev, const uint32_t *m, uint32_t i, uint32_t n)
+{
+	const uint32_t type = PCM_SEGI_TYPE_DATA << PCM_SEGI_TYPE_SHIFT;
+	struct pcm_seg_info si[2];
+	struct pcm_rep_state st;
+	bool last = i + 1 == n;
+	int rc = pcm_read_seg_info(dev, m[i], si, &st);
+
+	if (rc)
+		return rc;
+	if (st.pick >= 0 && (last || ((si[st.pick].flags & PCM_SEGI_F_HAS_NEXT) &&
+				     si[st.pick].next_seg == m[i + 1])))
+		return 0;
+	return seginfo_put(dev, m[i], type | (last ? 0 : PCM_SEGI_F_HAS_NEXT), last ? 0 : m[i + 1]);
+}
+
+/*
+ * The chain's members, then the device segments it does not use, in order:
+ * the cache segments n_segs to seg_num - 1 it gets (the kernel's own layout
+ * when the chain is, §4.1).
+ */
+static uint32_t *members_to_seg_num(const struct pcm_cache *c)
+{
+	uint32_t *m = calloc(c->seg_num, sizeof(*m)), next = 0;
+	uint8_t *in = calloc(c->seg_num, 1);
+
+	for (uint32_t i = 0; m && in && i < c->seg_num; i++) {
+		if (i < c->n_segs) {
+			m[i] = c->dseg[i];
+		} else {
+			while (in[next])
+				next++;
+			m[i] = next;
+		}
+		in[m[i]] = 1;
+	}
+	if (!in) {
+		free(m);
+		m = NULL;
+	}
+	free(in);
+	return m;
+}
+
+/*
+ * n_segs below seg_num (CI_N_SEGS_SHORT): a kernel format always makes seg_num
+ * cache segments (§5.2), and GC counts seg_num (§8.1), so with fewer it starts
+ * late or never and writes can wait for ever.  The chain is extended first, into
+ * segments the kernel does not read yet (their info to the slot it does not read
+ * either), then cache_info gets n_segs = seg_num: cut short, the old cache stands.
+ */
+static int fix_n_segs_short(struct rplan *r, const struct pcm_problem *p)
+{
+	struct pcm_cache *c;
+	struct pcm_cache_info ci;
+	uint32_t *m;
+	int rc;
+
+	if (pcm_cache_open_relaxed(r->ov, &c))
+		return 0;   /* the chain first: its own problem is fixed by then */
+	ci = c->ci;
+	m = members_to_seg_num(c);
+	rc = m ? 0 : -ENOMEM;
+	if (!rc && act_begin(r, p, "extend the segment chain to seg_num %u segments and set n_segs "
+			     "to it (was %u)", c->seg_num, c->n_segs)) {
+		for (uint32_t i = c->n_segs - 1; !rc && i < c->seg_num; i++)
+			rc = link_member(r->ov, m, i, c->seg_num);
+		ci.n_segs = c->seg_num;
+		rc = rc ? rc : ci_put(r->ov, &ci);
+		act_end(r);
+		rc = rc ? rc : 1;
+	}
+	free(m);
+	pcm_cache_close(c);
+	return rc;
+}
+
 static int fix_seg_type(struct rplan *r, const struct pcm_problem *p)
 {
 	uint32_t d = (uint32_t)((p->offset - PCM_SEGMENTS_OFF) / PCM_SEG_SIZE);
@@ -434,6 +512,10 @@ static bool tail_get(struct pcm_dev *dev, int which, uint32_t n_segs, struct pcm
 
 /* Both tails lost: the one log chain that starts at a segment's data offset 0. */
 static bool find_log_root(struct pcm_dev *dev, struct pcm_pos *root);
+/* The same when the log's end is damaged too. */
+static bool find_log_root_damaged(struct pcm_dev *dev, struct pcm_pos *root);
+/* Both tails lost and no kset at any segment's offset 0: where an empty log can start. */
+static bool find_no_log(struct pcm_dev *dev, struct pcm_pos *start);
 
 static int fix_tail(struct rplan *r, const struct pcm_problem *p)
 {
@@ -442,20 +524,23 @@ static int fix_tail(struct rplan *r, const struct pcm_problem *p)
 	int which = p->code == PCM_P_TAIL_BOTH_BAD || p->code == PCM_P_TAIL_RANGE ?
 		    p->offset >= PCM_DIRTY_TAIL_OFF : 1;
 	int rc = ci_get(r->ov, &ci);
-	bool both = false;
+	bool both = false, empty = false;
 
 	if (rc < 0)
 		return rc < -1 ? rc : 0;
 	if (tail_get(r->ov, !which, ci.n_segs, &other)) {
 		pos = other;
-	} else if (find_log_root(r->ov, &pos)) {
+	} else if (find_log_root(r->ov, &pos) || find_log_root_damaged(r->ov, &pos)) {
 		both = true;
+	} else if (find_no_log(r->ov, &pos)) {
+		both = empty = true;
 	} else {
 		seen_add(r, p->code, p->offset);
 		return 0;
 	}
 	if (!act_begin(r, p, "set %s to %u:%u (%s)", both ? "key_tail and dirty_tail" :
 		       which ? "dirty_tail" : "key_tail", pos.cseg, pos.seg_off,
+		       empty ? "no segment starts with a kset: the log is empty" :
 		       both ? "the start of the only log chain found" :
 		       which ? "key_tail: more is written back, nothing is lost" :
 		       "dirty_tail: only clean cached data is dropped"))
@@ -477,6 +562,87 @@ static bool find_log_root(struct pcm_dev *dev, struct pcm_pos *root)
 	found = pcm_walk_find_root(c, UINT32_MAX, root);
 	pcm_cache_close(c);
 	return found;
+}
+
+/* Walks the chain from s:0 whatever ends it, marking where its LAST ksets lead. */
+static bool damaged_chain_from(const struct pcm_cache *c, struct pcm_walk *w, uint32_t s,
+			       uint8_t *reached)
+{
+	enum pcm_walk_event ev;
+	bool any = false;
+
+	pcm_walk_init(w, c, (struct pcm_pos){ s, 0 });
+	while ((ev = pcm_walk_next(w)) == PCM_WALK_KSET || ev == PCM_WALK_LAST) {
+		any = true;
+		if (ev == PCM_WALK_LAST && w->next.cseg != s)
+			reached[w->next.cseg] = 1;
+	}
+	return any;
+}
+
+/*
+ * No chain ends at a terminator (pcm_walk_find_root): its end is damaged as well.
+ * The one segment starting with a kset that no other such chain leads to is
+ * still the log's start; the log repair then deals with its end.
+ */
+static bool find_log_root_damaged(struct pcm_dev *dev, struct pcm_pos *root)
+{
+	struct pcm_cache *c;
+	struct pcm_walk *w = malloc(sizeof(*w));
+	uint8_t *cand = NULL, *reached = NULL;
+	uint32_t roots = 0;
+
+	if (!w || pcm_cache_open_relaxed(dev, &c)) {
+		free(w);
+		return false;
+	}
+	cand = calloc(c->n_segs, 1);
+	reached = calloc(c->n_segs, 1);
+	for (uint32_t s = 0; cand && reached && s < c->n_segs; s++)
+		cand[s] = damaged_chain_from(c, w, s, reached);
+	for (uint32_t s = 0; cand && reached && s < c->n_segs; s++)
+		if (cand[s] && !reached[s]) {
+			roots++;
+			*root = (struct pcm_pos){ s, 0 };
+		}
+	free(cand);
+	free(reached);
+	free(w);
+	pcm_cache_close(c);
+	return roots == 1;
+}
+
+/*
+ * No segment's data area starts with a kset, so no log can be found and no key
+ * refers to any data: the cache holds nothing, as after a format.  The empty log
+ * goes where a terminator already is (the first such segment), else to 0:0,
+ * whose bytes the log repair then ends with a terminator (LOG_END_TORN).
+ */
+static bool find_no_log(struct pcm_dev *dev, struct pcm_pos *start)
+{
+	struct pcm_cache *c;
+	struct pcm_walk *w = malloc(sizeof(*w));
+	bool none = w != NULL, term = false;
+
+	if (!w || pcm_cache_open_relaxed(dev, &c)) {
+		free(w);
+		return false;
+	}
+	*start = (struct pcm_pos){ 0, 0 };
+	for (uint32_t s = 0; none && s < c->n_segs; s++) {
+		enum pcm_walk_event ev;
+
+		pcm_walk_init(w, c, (struct pcm_pos){ s, 0 });
+		ev = pcm_walk_next(w);
+		none = ev != PCM_WALK_KSET && ev != PCM_WALK_LAST;
+		if (none && !term && ev == PCM_WALK_END && w->stop == PCM_STOP_TERMINATOR) {
+			*start = (struct pcm_pos){ s, 0 };
+			term = true;
+		}
+	}
+	free(w);
+	pcm_cache_close(c);
+	return none;
 }
 
 /* Does the log walked from `from` pass the kset boundary `to`? */
@@ -540,13 +706,15 @@ static int fix_dirty_tail(struct rplan *r, const struct pcm_problem *p)
 {
 	struct pcm_cache_info ci = { 0 };
 	struct pcm_pos kt, dt;
-	bool back;
+	bool back, have_dt;
 	int rc = ci_get(r->ov, &ci);
 
 	if (rc < 0 || !tail_get(r->ov, 0, ci.n_segs, &kt))
 		return rc < -1 ? rc : 0;
-	back = tail_get(r->ov, 1, ci.n_segs, &dt) && !pcm_pos_eq(kt, dt) && reaches(r->ov, dt, kt) &&
-	       back_ok(r, dt);
+	have_dt = tail_get(r->ov, 1, ci.n_segs, &dt);
+	if (have_dt && pcm_pos_eq(kt, dt))
+		return 0;   /* nothing to move: what fails is the log, the log repair's business */
+	back = have_dt && reaches(r->ov, dt, kt) && back_ok(r, dt);
 	if (back && !act_begin(r, p, "set key_tail back to dirty_tail %u:%u (the ksets up to key_tail "
 			       "%u:%u are dirty and kept)", dt.cseg, dt.seg_off, kt.cseg, kt.seg_off))
 		return 0;
@@ -609,6 +777,7 @@ static int fix_one(struct rplan *r, const struct pcm_problem *p)
 	case PCM_P_CI_NOT_INIT_DONE: case PCM_P_CI_N_SEGS_RANGE: case PCM_P_CI_CACHE_MODE:
 	case PCM_P_CI_GC_PERCENT: case PCM_P_CI_UNKNOWN_BITS:
 		return fix_ci_field(r, p);
+	case PCM_P_CI_N_SEGS_SHORT: return fix_n_segs_short(r, p);
 	case PCM_P_CHAIN_NO_NEXT: case PCM_P_CHAIN_RANGE: case PCM_P_CHAIN_DUPLICATE:
 	case PCM_P_SEGINFO_BOTH_BAD:
 		return fix_chain(r, p);

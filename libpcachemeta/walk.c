@@ -218,6 +218,53 @@ static bool on_log_to(const struct pcm_cache *c, struct pcm_pos end, uint32_t cs
 	return on;
 }
 
+/*
+ * A LAST kset torn over a kset by a crash in a splice of fsck (§13.4): its crc and
+ * key_num landed (8-byte stores, in order), its flags did not.  Its crc is then
+ * the one a LAST kset naming key_num carries.
+ */
+static bool torn_last(const struct pcm_kset_hdr *h)
+{
+	struct pcm_kset_hdr l = { .key_num = h->key_num, .magic = PCM_KSET_MAGIC,
+				  .flags = PCM_KSET_F_LAST };
+	uint8_t buf[PCM_KSET_HDR_SIZE];
+
+	pcm_kset_hdr_encode(&l, buf);
+	return h->magic == PCM_KSET_MAGIC && !(h->flags & PCM_KSET_F_LAST) &&
+	       h->crc == pcm_record_crc(buf, sizeof(buf));
+}
+
+/* The other way round: its flags landed, not its crc and key_num; flags 0 make the kset whole. */
+static bool torn_flags(const struct pcm_cache *c, struct pcm_pos at, const struct pcm_kset_hdr *h)
+{
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	struct pcm_kset_hdr k = *h;
+	uint64_t size;
+
+	if (h->magic != PCM_KSET_MAGIC || h->flags != PCM_KSET_F_LAST || !h->key_num ||
+	    h->key_num > PCM_KSET_KEYS_MAX)
+		return false;
+	k.flags = 0;
+	size = pcm_kset_size(&k);
+	if (size > PCM_DATA_SIZE - at.seg_off ||
+	    pcm_dev_read(c->dev, pcm_pos_dev_off(c, at.cseg, at.seg_off), buf, size))
+		return false;
+	pcm_kset_hdr_encode(&k, buf);
+	return pcm_record_crc_ok(buf, size);
+}
+
+/* Does the log, ended at end, go on at cseg:0 (a valid kset, a segment not on it yet)? */
+static bool goes_on_in(const struct pcm_cache *c, struct pcm_pos end, uint32_t cseg,
+		       struct pcm_pos *next)
+{
+	struct pcm_pos q = { cseg, 0 };
+
+	if (cseg >= c->n_segs || !kset_valid_at(c, q) || on_log_to(c, end, cseg))
+		return false;
+	*next = q;
+	return true;
+}
+
 int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next)
 {
 	uint8_t buf[PCM_KSET_HDR_SIZE];
@@ -227,15 +274,16 @@ int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_p
 	if (pcm_dev_read(c->dev, pcm_pos_dev_off(c, end.cseg, end.seg_off), buf, sizeof(buf)))
 		return 0;
 	pcm_kset_hdr_decode(buf, &h);
+	/* the splice's new part, written before that LAST, is where the log goes on */
+	if (torn_last(&h) && goes_on_in(c, end, h.key_num, next))
+		return 1;
+	if (torn_flags(c, end, &h))
+		h.flags = 0;   /* the kset it was: valid ksets may follow it */
 	/* a LAST kset is written after its segment's offset 0 was zeroed: a valid kset there
 	 * means the LAST itself was damaged, not torn (unless it leads back into the log) */
-	if (h.magic == PCM_KSET_MAGIC && (h.flags & PCM_KSET_F_LAST) && h.key_num < c->n_segs) {
-		q = (struct pcm_pos){ h.key_num, 0 };
-		if (kset_valid_at(c, q) && !on_log_to(c, end, q.cseg)) {
-			*next = q;
-			return 1;
-		}
-	}
+	if (h.magic == PCM_KSET_MAGIC && (h.flags & PCM_KSET_F_LAST) &&
+	    goes_on_in(c, end, h.key_num, next))
+		return 1;
 	/* a damaged LAST: the one chain starting at some segment's offset 0 that no other
 	 * such chain leads to, and that ends at a terminator, is where the log went on */
 	if (h.magic == PCM_KSET_MAGIC && (h.flags & PCM_KSET_F_LAST))

@@ -601,6 +601,12 @@ struct pcm_problem_def {
 	enum pcm_kernel_reaction kernel;
 	bool safe_fix;                 /* fixable without a person (fsck -p) */
 	const char *summary;
+	/*
+	 * A remark: reported through pcm_check_opts.report like a problem, but never
+	 * counted as one (problems, by_severity, worst, verdict): a state someone may
+	 * choose on purpose, which the kernel handles, so fsck calls the cache clean.
+	 */
+	bool remark;
 };
 
 const struct pcm_problem_def *pcm_problem_def(enum pcm_problem_code code);
@@ -650,6 +656,7 @@ struct pcm_check_result {
 	uint64_t max_key_end;          /* highest off + len of any key on the log */
 	bool data_crc;                 /* the cache has DATA_CRC */
 	bool data_verified;            /* ... and the data CRCs were checked */
+	uint64_t remarks;              /* remarks reported (pcm_problem_def.remark), not problems */
 };
 
 /* Runs every check on dev (read-only).  Returns 0 or a negative errno. */

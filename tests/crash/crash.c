@@ -1112,6 +1112,58 @@ static void d_tail_no_room(struct pcm_dev *d)
 	tails_at(d, 3, sizeof(junk), junk, sizeof(junk));
 }
 
+/* cache_info n_segs 2, under keys in later segments: the chain is extended, then n_segs. */
+static void d_n_segs_small(struct pcm_dev *d)
+{
+	uint8_t raw[2][24];
+	const uint8_t *rec[2] = { raw[0], raw[1] };
+	struct pcm_cache_info ci;
+	int pick;
+
+	must(pcm_dev_read(d, PCM_CACHE_INFO_OFF, raw[0], PCM_CACHE_INFO_SIZE), "read");
+	must(pcm_dev_read(d, PCM_CACHE_INFO_OFF + PCM_CACHE_INFO_SLOT, raw[1], PCM_CACHE_INFO_SIZE),
+	     "read");
+	pick = pcm_replica_pick(rec, PCM_CACHE_INFO_SIZE, NULL);
+	must(pick < 0 ? -EINVAL : 0, "cache_info");
+	pcm_cache_info_decode(raw[pick], &ci);
+	ci.n_segs = 2;
+	pcm_cache_info_encode(&ci, raw[pick]);
+	pcm_record_seal(raw[pick], PCM_CACHE_INFO_SIZE);
+	must(pcm_dev_write(d, PCM_CACHE_INFO_OFF + (uint64_t)pick * PCM_CACHE_INFO_SLOT, raw[pick],
+			   PCM_CACHE_INFO_SIZE), "write");
+}
+
+/* A key of kset 5 moved across a 4 MiB window boundary, kset resealed: the repair splits it. */
+static void d_key_window(struct pcm_dev *d)
+{
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	size_t size = PCM_KSET_HDR_SIZE + (size_t)PCM_KEY_SIZE * ksets[5].n;
+	unsigned j = 0;
+	struct pcm_key k;
+
+	while (j + 1 < ksets[5].n && ksets[5].k[j].len < 2 * SECT)
+		j++;
+	k = ksets[5].k[j];
+	must(k.len < 2 * SECT ? -EINVAL : 0, "a key of two sectors");
+	k.off = ((1 + (k.off >> PCM_WINDOW_SHIFT) % 7) << PCM_WINDOW_SHIFT) - k.len / 2 / SECT * SECT;
+	must(pcm_dev_read(d, kset_off(5), buf, size), "read");
+	pcm_key_encode(&k, buf + PCM_KSET_HDR_SIZE + (size_t)j * PCM_KEY_SIZE);
+	pcm_record_seal(buf, size);
+	must(pcm_dev_write(d, kset_off(5), buf, size), "write");
+}
+
+/* Kset 5 overwritten by a LAST kset naming the segment its first key's data is in. */
+static void d_last_data(struct pcm_dev *d)
+{
+	struct pcm_kset_hdr h = { .key_num = ksets[5].k[0].cseg, .magic = PCM_KSET_MAGIC,
+				  .flags = PCM_KSET_F_LAST };
+	uint8_t raw[PCM_KSET_HDR_SIZE];
+
+	pcm_kset_hdr_encode(&h, raw);
+	pcm_record_seal(raw, sizeof(raw));
+	must(pcm_dev_write(d, kset_off(5), raw, sizeof(raw)), "write");
+}
+
 static void run_repair(const struct mfd *base, const char *name, void (*damage)(struct pcm_dev *),
 		       enum pcm_repair_mode mode)
 {
@@ -1583,6 +1635,9 @@ static void run_repairs(void)
 	run_repair(&base, "torn kset at the head", d_head, PCM_REPAIR_ALL);
 	run_repair(&base, "gen both replicas", d_gen, PCM_REPAIR_ALL);
 	run_repair(&base, "key_tail with no room for a kset", d_tail_no_room, PCM_REPAIR_ALL);
+	run_repair(&base, "n_segs below what the keys use", d_n_segs_small, PCM_REPAIR_ALL);
+	run_repair(&base, "key across a 4 MiB window", d_key_window, PCM_REPAIR_ALL);
+	run_repair(&base, "LAST kset naming a data segment", d_last_data, PCM_REPAIR_ALL);
 	mfd_close(&base);
 	free(ksets);
 	ksets = NULL;

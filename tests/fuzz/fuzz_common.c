@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fuzz_common.h"
+#include "../common/reseal.h"
 
 #define PAGE 4096u
 #define NBASES 4
@@ -265,14 +266,6 @@ static void put(int fd, uint64_t off, const void *buf, size_t len)
 	xpwrite(fd, buf, len, off);
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 struct patch {
 	uint64_t off, len;       /* device range */
 	uint64_t data_lo, data_hi;   /* the data-area part, when there is one (hi > lo) */
@@ -288,30 +281,32 @@ static void reseal_rec(int fd, const struct patch *p, size_t np, uint64_t off, s
 		if (p[i].off >= off + size || p[i].off + p[i].len <= off)
 			continue;
 		xpread(fd, buf, size, off);
-		if (all_zero(buf, size) || pcm_record_crc_ok(buf, size))
-			return;
-		pcm_record_seal(buf, size);
-		put(fd, off, buf, size);
+		if (reseal_record(buf, size))
+			put(fd, off, buf, size);
 		return;
 	}
 }
 
-/* A plain load, not memcmp: libFuzzer's memcmp hook would cost more than the scan. */
-static uint64_t le64_at(const uint8_t *p)
-{
-	uint64_t v = 0;
+struct kset_put {
+	int fd;
+	uint64_t at;             /* device offset of buf[0] */
+	const uint8_t *buf;
+};
 
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
+static void kset_changed(size_t o, void *arg)
+{
+	struct kset_put *kp = arg;
+
+	put(kp->fd, kp->at + o, kp->buf + o, 4);
 }
 
 /* Kset headers (8-aligned in the data area) in or just before a patched data range. */
-static void reseal_ksets(int fd, const struct patch *p)
+static void reseal_ksets_near(int fd, const struct patch *p)
 {
 	static uint8_t *buf;
 	static size_t capbuf;
 	uint64_t lo = p->data_lo - p->area, hi = p->data_hi - p->area, end;
+	struct kset_put kp = { fd, 0, NULL };
 
 	lo = lo > PCM_KSET_SIZE_MAX ? (lo - PCM_KSET_SIZE_MAX) & ~7ull : 0;
 	end = hi + PCM_KSET_SIZE_MAX < PCM_DATA_SIZE ? hi + PCM_KSET_SIZE_MAX : PCM_DATA_SIZE;
@@ -322,25 +317,9 @@ static void reseal_ksets(int fd, const struct patch *p)
 			die("realloc", ENOMEM);
 	}
 	xpread(fd, buf, end - lo, p->area + lo);
-	/* descending: an outer kset is sealed after a header lying inside its keys */
-	for (uint64_t k = (hi - lo + 7) / 8; k-- > 0;) {
-		uint64_t o = k * 8, size;
-		struct pcm_kset_hdr h;
-
-		if (o + PCM_KSET_HDR_SIZE > end - lo || le64_at(buf + o + 8) != PCM_KSET_MAGIC)
-			continue;
-		pcm_kset_hdr_decode(buf + o, &h);
-		if (h.magic != PCM_KSET_MAGIC ||
-		    (!(h.flags & PCM_KSET_F_LAST) && h.key_num > PCM_KSET_KEYS_MAX))
-			continue;
-		size = pcm_kset_size(&h);
-		if (size > end - lo - o)
-			continue;
-		if (!pcm_record_crc_ok(buf + o, size)) {
-			pcm_record_seal(buf + o, size);
-			put(fd, p->area + lo + o, buf + o, 4);
-		}
-	}
+	kp.at = p->area + lo;
+	kp.buf = buf;
+	reseal_ksets(buf, end - lo, hi - lo, kset_changed, &kp);
 }
 
 static void reseal(int fd, uint32_t nsegs, const struct patch *p, size_t np)
@@ -373,7 +352,7 @@ static void reseal(int fd, uint32_t nsegs, const struct patch *p, size_t np)
 	}
 	for (size_t i = 0; i < np; i++)
 		if (p[i].data_hi > p[i].data_lo)
-			reseal_ksets(fd, &p[i]);
+			reseal_ksets_near(fd, &p[i]);
 }
 
 /* PCACHE_FUZZ_SAVE=FILE: the image an input describes, as a sparse file, for the CLI. */
@@ -478,6 +457,8 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 		save_image(fd, s->size, getenv("PCACHE_FUZZ_SAVE"));
 	img->dev = s->dev[img->base][nodev];
 	if ((data[1] & FZ_OPT_BADBLOCKS) && np) {
+		const struct pcm_badblock *bbl;
+		size_t nbb;
 		char bb[96];
 
 		/* the bad block list is read once per device: a device of its own */
@@ -488,6 +469,8 @@ int fz_image_load(const uint8_t *data, size_t size, struct fz_image *img)
 		setenv("PCACHE_TEST_BADBLOCKS", bb, 1);
 		must(pcm_dev_open(s->path[img->base], PCM_DEV_RDONLY | (nodev ? PCM_DEV_NOMAP : 0),
 				  &img->dev), "open image");
+		/* the list is read at the first query, not at open: query it while the seam is set */
+		must(pcm_dev_badblock_list(img->dev, &bbl, &nbb), "bad block list");
 		unsetenv("PCACHE_TEST_BADBLOCKS");
 		img->own_dev = true;
 	}

@@ -495,6 +495,22 @@ static int c_ci_n_segs_zero(struct ctx *x) { return ci_edit(x, ci_nsegs_zero, "n
 static int c_ci_n_segs_big(struct ctx *x) { return ci_edit(x, ci_nsegs_big, "n_segs = seg_num + 1"); }
 static int c_ci_n_segs_short(struct ctx *x) { return ci_edit(x, ci_nsegs_short, "n_segs - 1"); }
 static int c_ci_cache_mode(struct ctx *x) { return ci_edit(x, ci_mode, "cache mode 1"); }
+
+/* n_segs N (default 2): fewer segments than the log and its keys use. */
+static int c_ci_n_segs_small(struct ctx *x)
+{
+	struct rep r;
+	struct pcm_cache_info ci;
+	uint8_t rec[24];
+	int rc = rep_ci(x, &r);
+
+	if (rc)
+		return rc;
+	pcm_cache_info_decode(r.raw[r.pick], &ci);
+	ci.n_segs = (uint32_t)arg(x, 0, 2);
+	pcm_cache_info_encode(&ci, rec);
+	return rep_put(x, &r, r.pick, rec, "n_segs smaller than the log uses");
+}
 static int c_ci_gc95(struct ctx *x) { return ci_edit(x, ci_gc95, "gc_percent 95"); }
 static int c_ci_gc120(struct ctx *x) { return ci_edit(x, ci_gc120, "gc_percent 120"); }
 static int c_ci_reserved(struct ctx *x) { return ci_edit(x, ci_reserved, "reserved 1"); }
@@ -1041,6 +1057,20 @@ static int c_last_loop(struct ctx *x)
 				    "LAST kset at key_head, next = its own segment");
 }
 
+/* Kset N overwritten by a LAST kset naming the segment its first key's data is in. */
+static int c_last_data(struct ctx *x)
+{
+	const struct kent *ks;
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	struct pcm_key k;
+	int rc = need_kset(x, arg(x, 0, 2), &ks);
+
+	if (rc || (rc = kset_read(x, ks, buf)))
+		return rc;
+	pcm_key_decode(buf + PCM_KSET_HDR_SIZE, &k);
+	return write_last(x, ks->pos, k.cseg, "a kset overwritten by a LAST kset naming a data segment");
+}
+
 static int c_last_crc(struct ctx *x)
 {
 	int rc = need_walk(x);
@@ -1080,8 +1110,8 @@ static int c_last_self(struct ctx *x)
  * before the end of its data area, where a kset is written; the kernel's
  * buffer is zero there, so bytes past the end count as zero in the crc.
  */
-static int tails_to_end(struct ctx *x, uint32_t avail, const uint8_t *kset, uint32_t ksize,
-			const char *why)
+static int crafted_at_end(struct ctx *x, uint32_t avail, const uint8_t *kset, uint32_t ksize,
+			  const char *why, bool key_tail)
 {
 	uint8_t buf[PCM_KSET_SIZE_MAX] = { 0 };
 	struct pcm_kset_hdr h;
@@ -1096,11 +1126,17 @@ static int tails_to_end(struct ctx *x, uint32_t avail, const uint8_t *kset, uint
 	pcm_kset_hdr_decode(buf, &h);
 	kset_seal(&h, buf);
 	rc = put(x, dev_off(x, at), buf, avail < ksize ? avail : ksize, why);
-	if (!rc)
+	if (!rc && key_tail)
 		rc = tail_set(x, 0, at, "newer key_tail at the crafted kset");
 	if (!rc)
 		rc = tail_set(x, 1, at, "newer dirty_tail at the crafted kset");
 	return rc;
+}
+
+static int tails_to_end(struct ctx *x, uint32_t avail, const uint8_t *kset, uint32_t ksize,
+			const char *why)
+{
+	return crafted_at_end(x, avail, kset, ksize, why, true);
 }
 
 static int c_kset_oversize(struct ctx *x)
@@ -1111,6 +1147,17 @@ static int c_kset_oversize(struct ctx *x)
 	pcm_kset_hdr_encode(&h, k);
 	return tails_to_end(x, 2048, k, PCM_KSET_SIZE_MAX,
 			    "128-key kset 2048 bytes before the data area end");
+}
+
+/* The same kset off the log, dirty_tail alone moved there: the dirty_tail walk fails. */
+static int c_dirty_tail_oversize(struct ctx *x)
+{
+	uint8_t k[PCM_KSET_SIZE_MAX] = { 0 };
+	struct pcm_kset_hdr h = { .key_num = 128, .magic = PCM_KSET_MAGIC };
+
+	pcm_kset_hdr_encode(&h, k);
+	return crafted_at_end(x, 2048, k, PCM_KSET_SIZE_MAX,
+			      "128-key kset 2048 bytes before the data area end", false);
 }
 
 /* The same oversized kset with a broken checksum: the kernel ends the log there. */
@@ -1242,6 +1289,18 @@ static int k_unaligned(struct ctx *x, struct pcm_key *k, const char **why)
 	return 0;
 }
 
+/* The key moved so that its middle sits on the next 4 MiB boundary (it must hold 2 sectors). */
+static int k_window(struct ctx *x, struct pcm_key *k, const char **why)
+{
+	uint64_t half = k->len / 2 / PCM_SECTOR * PCM_SECTOR;
+
+	if (!half)
+		return fail(x, C_NEED, "the key holds less than two sectors");
+	k->off = (((k->off >> PCM_WINDOW_SHIFT) + 1) << PCM_WINDOW_SHIFT) - half;
+	*why = "off moved across a 4 MiB window boundary";
+	return 0;
+}
+
 static int k_flags(struct ctx *x, struct pcm_key *k, const char **why)
 {
 	(void)x;
@@ -1290,6 +1349,7 @@ static int c_key_seg_off(struct ctx *x) { return key_edit(x, k_seg_off); }
 static int c_key_empty_flag(struct ctx *x) { return key_edit(x, k_empty); }
 static int c_key_gen_ahead(struct ctx *x) { return key_edit(x, k_gen_ahead); }
 static int c_key_unaligned(struct ctx *x) { return key_edit(x, k_unaligned); }
+static int c_key_window(struct ctx *x) { return key_edit(x, k_window); }
 static int c_key_flags(struct ctx *x) { return key_edit(x, k_flags); }
 static int c_key_reserved(struct ctx *x) { return key_edit(x, k_reserved); }
 static int c_key_crc_field(struct ctx *x) { return key_edit(x, k_crc_field); }
@@ -1407,6 +1467,7 @@ static const struct corruption table[] = {
 	{ "ci-n-segs-zero", c_ci_n_segs_zero, "n_segs 0, valid crc" },
 	{ "ci-n-segs-big", c_ci_n_segs_big, "n_segs = seg_num + 1, valid crc" },
 	{ "ci-n-segs-short", c_ci_n_segs_short, "n_segs = seg_num - 1, valid crc" },
+	{ "ci-n-segs-small", c_ci_n_segs_small, "[N=2] n_segs N, valid crc" },
 	{ "ci-cache-mode", c_ci_cache_mode, "cache mode 1, valid crc" },
 	{ "ci-gc-percent-95", c_ci_gc95, "gc_percent 95, valid crc" },
 	{ "ci-gc-percent-120", c_ci_gc120, "gc_percent 120, valid crc" },
@@ -1449,10 +1510,13 @@ static const struct corruption table[] = {
 	{ "kset-flags", c_kset_flags, "[N=2] kset flags bit 2, valid crc" },
 	{ "kset-oversize", c_kset_oversize, "[SEG=1] tails at a 128-key kset 2048 bytes from the end" },
 	{ "kset-oversize-badcrc", c_kset_oversize_badcrc, "[SEG=1] kset-oversize, checksum broken" },
+	{ "dirty-tail-oversize", c_dirty_tail_oversize,
+	  "[SEG=1] kset-oversize off the log, only dirty_tail moved there" },
 	{ "kset-no-room", c_kset_no_room, "[SEG=1 LEFT=16] tails at a 1-key kset leaving LEFT bytes" },
 	{ "tail-no-room", c_tail_no_room, "[SEG=1 LEFT=1] tails LEFT bytes before the data area end" },
 	{ "last-next-range", c_last_next_range, "LAST kset at key_head, next = n_segs" },
 	{ "last-loop", c_last_loop, "LAST kset at key_head back to its own segment" },
+	{ "last-data", c_last_data, "[N=2] kset N overwritten by a LAST naming its keys' segment" },
 	{ "last-crc", c_last_crc, "the first LAST kset of the log broken" },
 	{ "last-self", c_last_self, "the first LAST kset names its own segment (crc broken)" },
 	{ "key-len-zero", c_key_len_zero, "[N=2 K=3] key len 0" },
@@ -1463,6 +1527,7 @@ static const struct corruption table[] = {
 	{ "key-gen-ahead", c_key_gen_ahead, "[N=2 K=3] seg_gen past the segment gen" },
 	{ "key-stale", c_key_stale, "[N=2 K=3] the key's segment gen bumped past it" },
 	{ "key-unaligned", c_key_unaligned, "[N=2 K=3] key off + 1" },
+	{ "key-window", c_key_window, "[N=2 K=3] key off moved across a 4 MiB window boundary" },
 	{ "key-flags", c_key_flags, "[N=2 K=3] key flags bit 3" },
 	{ "key-reserved", c_key_reserved, "[N=2 K=3] key reserved non-zero" },
 	{ "key-crc-field", c_key_crc_field, "[N=2 K=3] data_crc set on a cache without DATA_CRC" },

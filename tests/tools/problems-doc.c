@@ -44,7 +44,7 @@ static int table(FILE *f)
 			bad = 1;
 			continue;
 		}
-		fprintf(f, "| `%s` | %s | ", d->name, pcm_severity_str(d->severity));
+		fprintf(f, "| `%s` | %s | ", d->name, d->remark ? "remark" : pcm_severity_str(d->severity));
 		cell(f, pcm_kernel_reaction_str(d->kernel));
 		fprintf(f, " | %s | ", d->safe_fix ? "yes" : "no");
 		cell(f, d->summary);

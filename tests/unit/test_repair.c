@@ -199,6 +199,88 @@ static void d_dirty_tail(struct pcm_dev *d)
 	pcm_dev_write(d, PCM_DIRTY_TAIL_OFF + PCM_POS_SIZE, rec, sizeof(rec));
 }
 
+/* A key of kset 5 moved across a 4 MiB window boundary, kset resealed: a splice at a valid kset. */
+static void d_key_window(struct pcm_dev *d)
+{
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	size_t size = PCM_KSET_HDR_SIZE + (size_t)PCM_KEY_SIZE * ksets[5].n;
+	unsigned j = 0;
+	struct pcm_key k;
+
+	while (j + 1 < ksets[5].n && ksets[5].k[j].len < 2 * SECT)
+		j++;
+	k = ksets[5].k[j];
+	k.off = ((1 + (k.off >> PCM_WINDOW_SHIFT) % 7) << PCM_WINDOW_SHIFT) - k.len / 2 / SECT * SECT;
+	pcm_dev_read(d, kset_off(5), buf, size);
+	pcm_key_encode(&k, buf + PCM_KSET_HDR_SIZE + (size_t)j * PCM_KEY_SIZE);
+	pcm_record_seal(buf, size);
+	pcm_dev_write(d, kset_off(5), buf, size);
+}
+
+/* The index of the plan's write that splices: a LAST kset header. */
+static uint64_t splice_write(const struct pcm_ov_write *w, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		struct pcm_kset_hdr h;
+
+		if (w[i].len != PCM_KSET_HDR_SIZE)
+			continue;
+		pcm_kset_hdr_decode(w[i].data, &h);
+		if (h.magic == PCM_KSET_MAGIC && h.flags == PCM_KSET_F_LAST)
+			return i;
+	}
+	return n;
+}
+
+/*
+ * The splice's LAST kset torn by a crash over the valid kset it replaces, either
+ * way (8-byte stores): its crc and key_num only, or its flags only.  The next
+ * repair must end with what the whole one gives (§13.4).
+ */
+static void test_torn_last(const char *base, const char *path)
+{
+	char cmd[600];
+	struct pcm_repair_opts o = { .mode = PCM_REPAIR_ALL };
+	struct pcm_repair_plan *plan, *p2;
+	struct pcm_dev *dev, *ov;
+	const struct pcm_ov_write *w;
+	uint8_t *want, *got;
+	uint64_t n, l;
+
+	snprintf(cmd, sizeof(cmd), "cp --sparse=always %s %s", base, path);
+	if (!ok(system(cmd) == 0 && !pcm_dev_open(path, PCM_DEV_RDWR, &dev), "torn LAST: copy"))
+		return;
+	d_key_window(dev);
+	if (!ok(!pcm_repair_plan(dev, &o, &plan), "torn LAST: plan")) {
+		pcm_dev_close(dev);
+		return;
+	}
+	want = content(plan->ov);
+	w = pcm_dev_overlay_writes(plan->ov, &n);
+	l = splice_write(w, n);
+	ok(l < n, "torn LAST: the repair of a key across a window splices (write %llu of %llu)",
+	   (unsigned long long)l, (unsigned long long)n);
+	for (int way = 0; l < n && way < 2; way++) {
+		pcm_dev_overlay(dev, &ov);
+		for (uint64_t i = 0; i < l; i++)
+			pcm_dev_write(ov, w[i].off, w[i].data, w[i].len);
+		pcm_dev_write(ov, w[l].off + (way ? 16 : 0), w[l].data + (way ? 16 : 0), way ? 8 : 16);
+		got = NULL;
+		if (!pcm_repair_plan(ov, &o, &p2)) {
+			got = content(p2->ov);
+			ok(got && want && p2->after.problems == 0 && !memcmp(got, want, RANGE),
+			   "torn LAST: %s landed: the next repair gives the same content",
+			   way ? "only its flags" : "only its crc and key_num");
+			pcm_repair_plan_free(p2);
+		}
+		free(got);
+		pcm_dev_close(ov);
+	}
+	free(want);
+	pcm_repair_plan_free(plan);
+	pcm_dev_close(dev);
+}
+
 static void run_case(const char *base, const char *path, const struct damage *dm)
 {
 	char cmd[600];
@@ -263,6 +345,7 @@ int main(void)
 			d.skip = (int)nksets - 1;
 		run_case(base, path, &d);
 	}
+	test_torn_last(base, path);
 	unlink(base);
 	unlink(path);
 	free(ksets);
