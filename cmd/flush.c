@@ -219,8 +219,16 @@ static int open_engine(const struct flush_args *a, struct pce **e)
 
 	o.flags = a->dry_run ? PCE_RDONLY : a->no_meta ? PCE_CACHE_RDONLY : 0;
 	rc = pce_open(a->dev, a->backing, &o, e, &err);
-	if (!rc)
+	if (!rc && (a->dry_run || !pce_rdonly_reason(*e)))
 		return EXIT_OK;
+	if (!rc) {
+		/* the precheck lets warnings through; some of them make writing back unsafe */
+		cli_err(a->dev, "refusing to write back: %s", pce_rdonly_reason(*e));
+		cli_hint("run 'pcache fsck -n %s' for details, then repair it", a->dev);
+		pce_abandon(*e);
+		*e = NULL;
+		return EXIT_OPERATIONAL;
+	}
 	if (err.err == -EBUSY && err.path)
 		cli_err_busy(err.path, NULL);
 	else

@@ -38,10 +38,11 @@ static const char usage_text[] =
 	"Serves BACKING through the cache DEV as an NBD export, without the kernel module:\n"
 	"nbdkit with the pcache plugin runs the embedded engine (what dm-pcache does: the\n"
 	"kernel's replay at start, write-back caching, background writeback and GC, FLUSH\n"
-	"and FUA).  Prints the NBD URI on stdout once the server accepts connections, and\n"
-	"runs until SIGINT or SIGTERM, then closes the cache cleanly.  Exit: 0 stopped\n"
-	"cleanly, 8 error (nbdkit or the plugin missing, cache damaged or busy, failed\n"
-	"final flush), 16 usage.\n\n"
+	"and FUA).  A cache the kernel loads but would then damage by writing is served\n"
+	"read-only, and says why.  Prints the NBD URI on stdout once the server accepts\n"
+	"connections, and runs until SIGINT or SIGTERM, then closes the cache cleanly.\n"
+	"Exit: 0 stopped cleanly, 8 error (nbdkit or the plugin missing, a cache the\n"
+	"kernel would not load, a busy device, failed final flush), 16 usage.\n\n"
 	"  --socket PATH      the Unix socket to listen on (default: a new private\n"
 	"                     directory in $XDG_RUNTIME_DIR, $TMPDIR or /tmp)\n"
 	"  --port N           listen on TCP port N instead, on the loopback address\n"
@@ -73,6 +74,7 @@ struct serve {
 	char line[4096];
 	size_t line_len;
 	bool ready;
+	bool served_ro;               /* the plugin serves the cache read-only (its damage) */
 };
 
 static volatile sig_atomic_t got_signal, n_signals;
@@ -422,15 +424,42 @@ static bool client_gone(const char *e)
 	return false;
 }
 
+/* Where an absolute path nbdkit was given ends inside a message. */
+static bool path_end(char c)
+{
+	return !c || c == ':' || c == '\'' || c == ' ' || c == ')';
+}
+
+/* t on stderr with DEV and BACKING as the user wrote them where nbdkit's absolute paths stand. */
+static void put_user_paths(const struct serve_args *a, const char *t)
+{
+	size_t nd = strlen(a->dev_abs), nb = strlen(a->backing_abs);
+
+	while (*t) {
+		if (!strncmp(t, a->dev_abs, nd) && path_end(t[nd])) {
+			fputs(a->dev, stderr);
+			t += nd;
+		} else if (!strncmp(t, a->backing_abs, nb) && path_end(t[nb])) {
+			fputs(a->backing, stderr);
+			t += nb;
+		} else {
+			fputc(*t++, stderr);
+		}
+	}
+}
+
 /*
  * One line of nbdkit's output: its error lines ("nbdkit: error: MSG",
  * "nbdkit: pcache[1]: error: MSG") become ours, with DEV and BACKING as the
- * user wrote them; the rest (debug messages with -v) passes unchanged.
+ * user wrote them; the rest (debug messages with -v) passes unchanged.  The
+ * plugin's line for a cache it serves read-only is noted for the announcement.
  */
 static void relay_line(struct serve *s, const char *l)
 {
+	static const char ro[] = ": served read-only: ";
 	const struct serve_args *a = s->a;
 	const char *e = strncmp(l, "nbdkit: ", 8) ? NULL : strstr(l, "error: ");
+	size_t nd = strlen(a->dev_abs);
 
 	if (!strncmp(l, "Use 'nbdkit --help'", 19))
 		return;   /* after a usage error of ours: not the user's to act on */
@@ -441,13 +470,11 @@ static void relay_line(struct serve *s, const char *l)
 		return;
 	}
 	e += 7;
-	if (!strncmp(e, a->dev_abs, strlen(a->dev_abs)) && e[strlen(a->dev_abs)] == ':')
-		fprintf(stderr, "pcache serve: %s%s\n", a->dev, e + strlen(a->dev_abs));
-	else if (!strncmp(e, a->backing_abs, strlen(a->backing_abs)) &&
-		 e[strlen(a->backing_abs)] == ':')
-		fprintf(stderr, "pcache serve: %s%s\n", a->backing, e + strlen(a->backing_abs));
-	else
-		fprintf(stderr, "pcache serve: %s\n", e);
+	if (!strncmp(e, a->dev_abs, nd) && !strncmp(e + nd, ro, sizeof(ro) - 1))
+		s->served_ro = true;
+	fputs("pcache serve: ", stderr);
+	put_user_paths(a, e);
+	fputc('\n', stderr);
 }
 
 /* Reads what nbdkit wrote; false at end of file. */
@@ -493,7 +520,7 @@ static void announce(struct serve *s)
 	printf("%s\n", s->uri);
 	fflush(stdout);
 	cli_note("%s: serving %s%s at %s; stop with Ctrl-C or SIGTERM", s->a->dev,
-		 s->a->backing, s->a->readonly ? " read-only" : "", s->uri);
+		 s->a->backing, s->a->readonly || s->served_ro ? " read-only" : "", s->uri);
 }
 
 /* Until nbdkit exits: its output relayed, signals passed on, readiness announced. */
@@ -522,8 +549,12 @@ static int supervise(struct serve *s, int *wstatus)
 			cli_err(NULL, "waitpid: %s", strerror(errno));
 			return EXIT_OPERATIONAL;
 		}
-		if (!s->ready && !got_signal && pidfile_ready(s))
+		if (!s->ready && !got_signal && pidfile_ready(s)) {
+			/* what the plugin said before nbdkit listened is in the pipe: read it first */
+			if (open_fd)
+				open_fd = relay(s);
 			announce(s);
+		}
 	}
 	while (open_fd && relay(s))
 		;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Opening and closing the engine: the kernel's load (§5.5) on the
- * cache device, its replay (§6.4), then the state the kernel keeps after a
- * load (§6.7): the index (sharded), reference counts, segments in use, no
- * data heads, empty open ksets.  Nothing is written by opening.
+ * Opening and closing the engine: the kernel's load (§5.5) on the cache
+ * device, judged by the library's check (judge.c), its replay (§6.4), then
+ * the state the kernel keeps after a load (§6.7): the index (sharded),
+ * reference counts, segments in use, no data heads, empty open ksets.
+ * Nothing is written by opening.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,10 +17,7 @@
 
 #define SHARDS_DEFAULT 64u
 
-static int fail(struct pce_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct pce_error *err, int rc, const char *fmt, ...)
+int pce_fail(struct pce_error *err, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -61,6 +59,12 @@ static int alloc_parts(struct pce *e, const struct pce_opts *o)
 	return 0;
 }
 
+/*
+ * The cache device, and the kernel's verdict on it.  A cache served read-only
+ * because of its damage (e->ro_why) keeps the descriptor it was opened with,
+ * so that it stays held exclusively; it is never written: there is no
+ * appender, and writeback and GC refuse to run.
+ */
 static int open_cache(struct pce *e, const char *path, struct pce_error *err)
 {
 	unsigned f = (e->flags & (PCE_RDONLY | PCE_CACHE_RDONLY)) ? PCM_DEV_RDONLY : PCM_DEV_RDWR;
@@ -73,41 +77,35 @@ static int open_cache(struct pce *e, const char *path, struct pce_error *err)
 		err->path = path;
 	rc = pcm_dev_open(path, f, &e->cdev);
 	if (rc)
-		return fail(err, rc, "%s: cannot open: %s", path, strerror(-rc));
+		return pce_fail(err, rc, "%s: cannot open: %s", path, strerror(-rc));
+	rc = pce_judge(e, path, err);
+	if (rc)
+		return rc;
+	/* the check loaded it too: a failure here is the device changing under us */
 	rc = pcm_cache_open(e->cdev, &e->c, &st);
 	if (rc)
-		return fail(err, rc, "%s: %s: %s", path,
-			    st.err == PCM_OPEN_IO ? "cannot read metadata" :
-			    st.err == PCM_OPEN_SB ? "not a pcache device" : "corrupt pcache metadata",
-			    st.err == PCM_OPEN_IO ? strerror(-rc) : pcm_open_error_str(&st));
-	e->c->backing_size = e->bk.size;
+		return pce_fail(err, rc, "%s: %s: %s", path, "cannot load the cache",
+				st.err == PCM_OPEN_IO ? strerror(-rc) : pcm_open_error_str(&st));
+	e->c->backing_size = e->bk.size / PCM_SECTOR * PCM_SECTOR;   /* as pce_judge */
 	return 0;
 }
 
-/* What the kernel would refuse, plus what it would crash on or silently get wrong. */
-static int replay_ok(const struct pcm_replay *r, const char *path, struct pce_error *err)
-{
-	if (r->failed)
-		return fail(err, -EUCLEAN, "%s: the kernel would refuse to load the cache: %s",
-			    path, pcm_replay_error_str(r));
-	if (r->empty_overlaps)
-		return fail(err, -EUCLEAN, "%s: an EMPTY key overlaps an earlier key (kernel BUG)",
-			    path);
-	if (!r->dirty_tail_on_log)
-		return fail(err, -EUCLEAN, "%s: dirty_tail is not on the log", path);
-	return 0;
-}
-
+/*
+ * The kernel's replay, whose index the engine serves.  Data CRCs were
+ * verified by the check when asked; a replay failure the check did not
+ * predict is refused all the same.
+ */
 static int load(struct pce *e, const char *path, const struct pce_opts *o,
 		struct pce_error *err)
 {
-	struct pcm_replay_opts ro = { .verify_data = e->flags & PCE_VERIFY_DATA };
 	struct pcm_replay *r = NULL;
-	int rc = pcm_replay_run(e->c, &ro, &r);
+	int rc = pcm_replay_run(e->c, NULL, &r);
 
 	if (rc)
-		return fail(err, rc, "%s: replay: %s", path, strerror(-rc));
-	rc = replay_ok(r, path, err);
+		return pce_fail(err, rc, "%s: replay: %s", path, strerror(-rc));
+	if (r->failed)
+		rc = pce_fail(err, -EUCLEAN, "%s: the kernel would refuse to load the cache: %s",
+			      path, pcm_replay_error_str(r));
 	if (!rc)
 		rc = alloc_parts(e, o);
 	if (!rc)
@@ -116,13 +114,13 @@ static int load(struct pce *e, const char *path, const struct pce_opts *o,
 		e->refs[i] = (int32_t)r->refs[i];
 	e->ro_key_head = r->key_head;
 	e->ro_segs_used = r->segs_used;
-	if (!rc && pcm_dev_writable(e->cdev)) {
+	if (!rc && pcm_dev_writable(e->cdev) && !e->ro_why[0]) {
 		rc = pcm_appender_open(e->c, r, &e->a);
 		if (!rc)
 			pcm_appender_set_persist(e->a, pce_persisting(e));
 	}
 	pcm_replay_free(r);
-	return rc && err && !err->msg[0] ? fail(err, rc, "%s: %s", path, strerror(-rc)) : rc;
+	return rc && err && !err->msg[0] ? pce_fail(err, rc, "%s: %s", path, strerror(-rc)) : rc;
 }
 
 static void locks_init(struct pce *e)
@@ -143,7 +141,7 @@ int pce_open(const char *cache_path, const char *backing_path, const struct pce_
 	if (err)
 		*err = (struct pce_error){ 0 };
 	if (!e)
-		return fail(err, -ENOMEM, "out of memory");
+		return pce_fail(err, -ENOMEM, "out of memory");
 	o = o ? o : &defaults;
 	e->flags = o->flags;
 	locks_init(e);
@@ -151,9 +149,10 @@ int pce_open(const char *cache_path, const char *backing_path, const struct pce_
 		err->path = backing_path;
 	rc = pce_bk_open(&e->bk, backing_path, e->flags & ~PCE_CACHE_RDONLY);
 	if (rc)
-		fail(err, rc, "%s: cannot open: %s", backing_path, strerror(-rc));
-	else if (!e->bk.size)
-		rc = fail(err, -EINVAL, "%s: the backing device is empty", backing_path);
+		pce_fail(err, rc, "%s: cannot open: %s", backing_path, strerror(-rc));
+	else if (e->bk.size < PCM_SECTOR)
+		rc = pce_fail(err, -EINVAL, "%s: the backing device is smaller than one sector",
+			      backing_path);
 	if (!rc)
 		rc = open_cache(e, cache_path, err);
 	if (!rc)
@@ -289,4 +288,38 @@ int pce_make_room(struct pce *e)
 	pthread_mutex_unlock(&e->log_lock);
 	pthread_mutex_unlock(&e->room_lock);
 	return rc ? rc : free_segs > 1 ? 0 : -ENOSPC;
+}
+
+int pce_set_gc_percent(struct pce *e, unsigned pct)
+{
+	struct pcm_cache *c = e->c;
+	uint8_t rec[PCM_CACHE_INFO_SIZE];
+	struct pcm_cache_info ci;
+	uint64_t off;
+	int slot, rc = 0;
+
+	if (pct > PCM_GC_PERCENT_MAX)
+		return -EINVAL;
+	if (!e->a)
+		return -EROFS;   /* opened read-only, or damaged: nothing is written */
+	pthread_mutex_lock(&e->log_lock);
+	if (pcm_ci_gc_percent(c->ci.flags) != pct) {
+		/* the other slot with the next seq: a torn write leaves the current copy */
+		ci = c->ci;
+		ci.flags = (ci.flags & ~PCM_CI_GC_MASK) | (pct << PCM_CI_GC_SHIFT);
+		ci.h.seq = (uint8_t)(c->ci.h.seq + 1);
+		slot = 1 - c->ci_slot;
+		pcm_cache_info_encode(&ci, rec);
+		pcm_record_seal(rec, sizeof(rec));
+		off = PCM_CACHE_INFO_OFF + (uint64_t)slot * PCM_CACHE_INFO_SLOT;
+		rc = pcm_dev_write(e->cdev, off, rec, sizeof(rec));
+		if (!rc)
+			rc = pcm_dev_persist(e->cdev, off, sizeof(rec));
+		if (!rc) {
+			c->ci = ci;
+			c->ci_slot = slot;
+		}
+	}
+	pthread_mutex_unlock(&e->log_lock);
+	return rc;
 }

@@ -7,6 +7,14 @@
  * back and runs GC, leaving on the media only states the kernel itself could
  * have produced (§6.8), so the kernel loads the cache afterwards.
  *
+ * It opens every cache the kernel loads (pcm_check_run's verdict LOADS) and
+ * serves what the kernel serves after loading it, the replayed index over
+ * the backing device, also where the kernel's replay has silently lost data.
+ * Where the kernel would then lose or corrupt data through its writes,
+ * writeback or GC (§10.4 TL3, TL4, ...), the cache is only read:
+ * pce_rdonly_reason() says why.  What the kernel refuses or re-initialises
+ * is refused with the check's reason.
+ *
  * Threads: every call may be made from several threads at once.  Reads run
  * in parallel (the index is sharded by 4 MiB window, as the kernel's
  * multi-tree); writes place their data in parallel (one data head per CPU)
@@ -33,7 +41,7 @@ enum pce_open_flags {
 	PCE_RDONLY      = 0x01,   /* open both devices read-only: reads and dry runs only */
 	PCE_NO_EXCL     = 0x02,   /* do not take the devices exclusively */
 	PCE_NO_PERSIST  = 0x04,   /* skip pmem flushes (fast tests on files; not power-safe) */
-	PCE_VERIFY_DATA = 0x08,   /* replay checks data CRCs, as the kernel's load does */
+	PCE_VERIFY_DATA = 0x08,   /* the load checks data CRCs, as the kernel's load does */
 	PCE_NO_DIRECT   = 0x10,   /* buffered backing writes only (no O_DIRECT) */
 	PCE_CACHE_RDONLY = 0x20,  /* cache read-only, backing writable (copy dirty data out) */
 };
@@ -46,13 +54,33 @@ struct pce_opts {
 };
 
 struct pce_error {
-	int err;                  /* negative errno */
-	char msg[256];            /* "cache: corrupt metadata: ..." for the caller to print */
+	int err;                  /* negative errno; -EUCLEAN: the kernel's verdict (see below) */
+	char msg[256];            /* "PATH: what: why", one line, for the caller to print */
 	const char *path;         /* the device it is about: cache_path or backing_path (or NULL) */
 };
 
+/*
+ * Refuses, with err->err -EUCLEAN and "PATH: the kernel would refuse to load the
+ * cache: WHY" (or re-initialise it, or crash on it; "not a pcache device: WHY" for a
+ * bad superblock), what the kernel does not load; WHY is the summary of the problem
+ * that ends the kernel's load, as pcache fsck reports it.  -EINVAL when DEV is no
+ * pcache device at all.  Anything else: cannot open or read a device.
+ */
 int pce_open(const char *cache_path, const char *backing_path, const struct pce_opts *o,
 	     struct pce **out, struct pce_error *err);
+/*
+ * NULL, or why a cache the kernel loads is only read although it was opened for
+ * writing: one line, "SUMMARY (what would go wrong)".  Such an engine never writes to
+ * the cache: pce_write() and pce_writeback() (but a dry run) fail with -EROFS, and so
+ * does pce_gc().  Also given with PCE_RDONLY or PCE_CACHE_RDONLY.
+ */
+const char *pce_rdonly_reason(const struct pce *e);
+/*
+ * What 'dmsetup message DEV 0 gc_percent N' does (§9.3): the gc_percent bits of
+ * cache_info replaced, written advance-then-write (§3.3); GC uses it at once.
+ * -EROFS on a cache that is only read, -EINVAL above 90.
+ */
+int pce_set_gc_percent(struct pce *e, unsigned pct);
 /* Writes every open kset (as a FLUSH), then frees; returns the flush result. */
 int pce_close(struct pce *e);
 /* Frees without writing the open ksets: what a crash leaves (tests). */

@@ -71,7 +71,16 @@ struct pce {
 	struct pce_oks *oks;
 	unsigned n_open;
 	uint64_t reclaimed;               /* segments reclaimed (atomic) */
+	char ro_why[320];                 /* why the kernel's writes would harm it; "" none */
 };
+
+/* judge.c: the kernel's verdict on the cache (§5.5), and what makes writing unsafe */
+int pce_judge(struct pce *e, const char *path, struct pce_error *err);
+
+/* engine.c */
+/* Fills err (may be NULL) and returns rc. */
+int pce_fail(struct pce_error *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* backing.c */
 int pce_bk_open(struct pce_backing *b, const char *path, unsigned flags);

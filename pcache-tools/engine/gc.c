@@ -22,13 +22,13 @@
 static bool gc_trigger(struct pce *e)
 {
 	const struct pcm_cache *c = e->c;
-	unsigned pct = pcm_ci_gc_percent(c->ci.flags);
+	unsigned pct;
 	bool on;
 
-	if (pct > 100)
-		return false;
+	/* gc_percent too: pce_set_gc_percent changes it under the log lock */
 	pthread_mutex_lock(&e->log_lock);
-	on = !pcm_pos_eq(c->key_tail.pos, c->dirty_tail.pos) &&
+	pct = pcm_ci_gc_percent(c->ci.flags);
+	on = pct <= 100 && !pcm_pos_eq(c->key_tail.pos, c->dirty_tail.pos) &&
 	     pce_segs_used(e) >= (uint64_t)c->seg_num * pct / 100;
 	pthread_mutex_unlock(&e->log_lock);
 	return on;

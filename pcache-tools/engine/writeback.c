@@ -251,6 +251,8 @@ static int wb_check(const struct pce *e, const struct pce_wb_opts *o)
 		return 0;
 	if (e->flags & PCE_RDONLY)
 		return -EROFS;
+	if (e->ro_why[0])
+		return -EROFS;   /* from a damaged dirty_tail it would copy the wrong data back */
 	if (!e->a && !o->no_metadata_update)
 		return -EROFS;   /* the cache is read-only: dirty_tail cannot move */
 	return 0;

@@ -6,9 +6,12 @@
  *   nbdkit pcache cache=DEV backing=BACKING [readonly=true] [gc_percent=N]
  *                 [background=false]
  *
- * One engine is opened in .get_ready (so a corrupt or busy cache stops
- * nbdkit before it serves, with the engine's message) and shared by every
- * connection; the engine is thread-safe, so the thread model is PARALLEL.
+ * One engine is opened in .get_ready (so a cache the kernel would not load,
+ * or a busy one, stops nbdkit before it serves, with the engine's message)
+ * and shared by every connection; the engine is thread-safe, so the thread
+ * model is PARALLEL.  A cache the kernel loads but would then damage by
+ * writing (pce_rdonly_reason) is served read-only, with one error line that
+ * says why; nothing is written to it, gc_percent=N included.
  * The export is the backing device, in whole sectors, as the kernel's table
  * line.  NBD requests map to what the kernel sees from the block layer:
  * READ, WRITE (FUA -> the key's open kset is closed before the reply), FLUSH
@@ -62,6 +65,7 @@ static bool opt_background = true;
 
 /* The engine, shared by all connections. */
 static struct pce *engine;
+static bool served_ro;            /* readonly=true, or the engine opened the cache read-only */
 static uint64_t export_size;
 static bool data_crc;
 
@@ -174,46 +178,6 @@ static void pcache_dump_plugin(void)
 	printf("pcache_crc32c=%s\n", pcm_crc32c_impl());
 }
 
-/*
- * gc_percent=N: what 'dmsetup message DEV 0 gc_percent N' does: the gc_percent
- * bits replaced and cache_info written advance-then-write (§3.3, §9.3).
- * A cache that does not load is left alone: pce_open reports it.
- */
-static int set_gc_percent(const char *path, unsigned pct)
-{
-	uint8_t rec[PCM_CACHE_INFO_SIZE];
-	struct pcm_open_status st;
-	struct pcm_cache_info ci;
-	struct pcm_cache *c = NULL;
-	struct pcm_dev *d;
-	uint64_t off;
-	int rc = pcm_dev_open(path, PCM_DEV_RDWR | PCM_DEV_EXCL, &d), slot;
-
-	if (rc)
-		return 0;   /* pce_open says why, with the holder when busy */
-	if (pcm_cache_open(d, &c, &st) || pcm_ci_gc_percent(c->ci.flags) == pct)
-		goto out;
-	ci = c->ci;
-	ci.flags = (ci.flags & ~PCM_CI_GC_MASK) | (pct << PCM_CI_GC_SHIFT);
-	ci.h.seq = (uint8_t)(c->ci.h.seq + 1);
-	slot = 1 - c->ci_slot;
-	pcm_cache_info_encode(&ci, rec);
-	pcm_record_seal(rec, sizeof(rec));
-	off = PCM_CACHE_INFO_OFF + (uint64_t)slot * PCM_CACHE_INFO_SLOT;
-	rc = pcm_dev_write(d, off, rec, sizeof(rec));
-	if (!rc)
-		rc = pcm_dev_persist(d, off, sizeof(rec));
-	if (rc)
-		nbdkit_error("%s: cannot write cache_info (gc_percent %u): %s", path, pct,
-			     strerror(-rc));
-	else
-		nbdkit_debug("%s: gc_percent set to %u", path, pct);
-out:
-	pcm_cache_close(c);
-	pcm_dev_close(d);
-	return rc;
-}
-
 /* The engine's "PATH: cannot open: ..." for a busy device, with who holds it. */
 static void report_busy(const struct pce_error *err)
 {
@@ -228,6 +192,43 @@ static void report_busy(const struct pce_error *err)
 			     "command)", err->msg);
 }
 
+/* The engine's refusal, with fsck's hint where fsck has more to say (the kernel's verdict). */
+static void report_open_error(struct pce_error *err, int rc)
+{
+	if (!err->msg[0])
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", cache_path, strerror(-rc));
+	if (err->err == -EBUSY)
+		report_busy(err);
+	else
+		nbdkit_error("%s", err->msg);
+	/* a line of its own, as every pcache command gives it (pcache serve shows it so) */
+	if (err->err == -EUCLEAN)
+		nbdkit_error("hint: run 'pcache fsck -n %s' for details", cache_path);
+}
+
+/*
+ * A cache the kernel loads but would then damage is served read-only, said in one
+ * line (readonly=true: simply read-only).  gc_percent=N is refused on it: it writes.
+ */
+static int apply_rdonly_and_gc(void)
+{
+	const char *why = pce_rdonly_reason(engine);
+	int rc;
+
+	served_ro = opt_readonly || why;
+	if (why && !opt_readonly)
+		nbdkit_error("%s: served read-only: %s; 'pcache fsck -y' repairs it", cache_path, why);
+	if (opt_gc_percent < 0)
+		return 0;
+	rc = pce_set_gc_percent(engine, (unsigned)opt_gc_percent);
+	if (rc)
+		nbdkit_error("%s: cannot set gc_percent %d: %s", cache_path, opt_gc_percent,
+			     rc == -EROFS ? "the cache is served read-only" : strerror(-rc));
+	else
+		nbdkit_debug("%s: gc_percent set to %d", cache_path, opt_gc_percent);
+	return rc;
+}
+
 static int pcache_get_ready(void)
 {
 	struct pce_opts o = { .flags = PCE_VERIFY_DATA };
@@ -237,34 +238,24 @@ static int pcache_get_ready(void)
 
 	if (opt_readonly)
 		o.flags |= PCE_RDONLY;
-	if (opt_gc_percent >= 0 && set_gc_percent(cache_path, (unsigned)opt_gc_percent))
-		return -1;
 	rc = pce_open(cache_path, backing_path, &o, &engine, &err);
 	if (rc) {
-		if (!err.msg[0])
-			snprintf(err.msg, sizeof(err.msg), "%s: %s", cache_path, strerror(-rc));
-		if (err.err == -EBUSY)
-			report_busy(&err);
-		else if (err.err == -EUCLEAN)
-			nbdkit_error("%s (run 'pcache fsck -n %s' for details)", err.msg, cache_path);
-		else
-			nbdkit_error("%s", err.msg);
+		report_open_error(&err, rc);
+		engine = NULL;
+		return -1;
+	}
+	if (apply_rdonly_and_gc()) {
+		pce_abandon(engine);
 		engine = NULL;
 		return -1;
 	}
 	pce_status(engine, &s);
 	data_crc = s.data_crc;
-	/* the kernel's table line: the backing size in whole sectors */
+	/* the kernel's table line: the backing size in whole sectors (the engine refuses less) */
 	export_size = s.backing_size / SECTOR * SECTOR;
-	if (!export_size) {
-		nbdkit_error("%s: the backing device is smaller than one sector", backing_path);
-		pce_abandon(engine);
-		engine = NULL;
-		return -1;
-	}
 	nbdkit_debug("pcache: %s on %s: %" PRIu64 " bytes, %u/%u segments used, gc_percent %u, "
-		     "data_crc %d", cache_path, backing_path, export_size, s.segs_used, s.n_segs,
-		     s.gc_percent, s.data_crc);
+		     "data_crc %d%s", cache_path, backing_path, export_size, s.segs_used, s.n_segs,
+		     s.gc_percent, s.data_crc, served_ro ? ", read-only" : "");
 	return 0;
 }
 
@@ -376,7 +367,7 @@ static int pcache_after_fork(void)
 {
 	int rc;
 
-	if (!engine || opt_readonly || !opt_background)
+	if (!engine || served_ro || !opt_background)
 		return 0;
 	rc = pthread_create(&bg.thread, NULL, bg_main, NULL);
 	if (rc) {
@@ -435,7 +426,7 @@ static int64_t pcache_get_size(void *h)
 static int pcache_can_write(void *h)
 {
 	(void)h;
-	return !opt_readonly;
+	return !served_ro;
 }
 
 static int pcache_can_flush(void *h)

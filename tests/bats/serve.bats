@@ -494,3 +494,157 @@ assert not bad, bad
 	run pcache fsck -n "$CACHE"
 	assert_status 0
 }
+
+# ---- caches the kernel loads although they are damaged (issue 18 item 5) ----
+
+CONTENT="$PCACHE_BUILD/tests/content"
+
+# damaged_base: LOG (300 writes, a FLUSH every 10: 30 ksets) and BACK (64 MiB of random
+# bytes), and BASE_VIEW: the logical device the undamaged cache serves.
+damaged_base() {
+	[ -x "$MKIMAGE" ] && [ -x "$CORRUPT" ] && [ -x "$CONTENT" ] || die "mkimage/corrupt/content are not built"
+	LOG="$BATS_TEST_TMPDIR/log.pmem"
+	BACK="$BATS_TEST_TMPDIR/back.img"
+	BASE_VIEW="$BATS_TEST_TMPDIR/base.view"
+	"$MKIMAGE" --size 1G --writes 300 --flush-every 10 --quiet "$@" "$LOG" || die "mkimage failed"
+	head -c 64M /dev/urandom >"$BACK"
+	"$CONTENT" --image "$BACK" "$BASE_VIEW" "$LOG" >/dev/null || die "content failed"
+}
+
+# damaged CASE [ARGS...]: IMG, a copy of LOG with the corruption applied, and VIEW: the
+# logical device the kernel serves after loading it (its replay over BACK).
+damaged() {
+	IMG="$BATS_TEST_TMPDIR/$1.pmem"
+	VIEW="$BATS_TEST_TMPDIR/$1.view"
+	cp --sparse=always "$LOG" "$IMG"
+	"$CORRUPT" "$IMG" "$@" >/dev/null || die "corrupt $* failed"
+	run --separate-stderr "$CONTENT" --image "$BACK" "$VIEW" "$IMG"
+	assert_status 0
+	[ "$output" != refused ] || die "our replay refuses $1"
+}
+
+# serve_damaged_ro WHY: IMG is served read-only with a reason that starts with WHY in one
+# line; every byte read is VIEW; writes are refused; neither device changes.
+serve_damaged_ro() {
+	local sums
+	sums=$(md5sum <"$IMG")$(md5sum <"$BACK")
+	start_serve "$IMG" "$BACK" || die "serve failed: $(cat "$SERVE_ERR")"
+	run cat "$SERVE_ERR"
+	[[ "${lines[0]}" == "pcache serve: $IMG: served read-only: $1"*"; 'pcache fsck -y' repairs it" ]] ||
+		die "stderr: $output"
+	assert_contains "${lines[1]}" "$IMG: serving $BACK read-only at $URI"
+	run --separate-stderr nbdm verify "$URI" "$VIEW"
+	assert_status 0
+	run --separate-stderr nbdm write "$URI" "$BATS_TEST_TMPDIR/m" --count 1
+	[ "$status" -eq 1 ] || die "a write to the read-only export: status $status"
+	stop_serve
+	[ "$SERVE_STATUS" -eq 0 ] || die "serve exited $SERVE_STATUS"
+	[ "$(md5sum <"$IMG")$(md5sum <"$BACK")" = "$sums" ] || die "a device was written"
+}
+
+@test "damaged tails the kernel loads (TL3, TL4): served read-only, as the kernel serves them" {
+	local tl3="key_tail does not point at a kset: the log is empty for the kernel (writes would overwrite the ksets there, which fsck can recover)"
+	local tl4="dirty_tail is not on the log between key_tail and key_head (the kernel's writeback would copy the wrong data back and its GC would reclaim data never written back)"
+	local c
+	damaged_base
+	truncate -s 64M "$BATS_TEST_TMPDIR/m"
+	for c in kset-first-crc key-tail-past-dirty dirty-tail-past-head dirty-tail-off-log; do
+		damaged "$c"
+		# the library's verdict: the kernel loads each of them
+		run --separate-stderr pcache fsck -n --backing "$BACK" "$IMG"
+		assert_status 4
+		assert_contains "$output" "; the kernel would load this cache"
+		case $c in
+		kset-first-crc)
+			# the kernel's replay finds no kset at key_tail: the backing device alone
+			cmp -s "$VIEW" "$BACK" || die "$c: the kernel's view is not the backing device"
+			serve_damaged_ro "$tl3" ;;
+		key-tail-past-dirty)
+			# replay from key_tail leaves out the first two ksets
+			! cmp -s "$VIEW" "$BASE_VIEW" && ! cmp -s "$VIEW" "$BACK" ||
+				die "$c: the kernel's view is the undamaged one or the backing device"
+			serve_damaged_ro "$tl4" ;;
+		*)
+			cmp -s "$VIEW" "$BASE_VIEW" || die "$c: the kernel's view changed"
+			serve_damaged_ro "$tl4" ;;
+		esac
+	done
+}
+
+@test "other damage the kernel loads: read-only where its writes would do harm, else writable" {
+	local c spec
+	damaged_base
+	truncate -s 64M "$BATS_TEST_TMPDIR/m"
+	for spec in "kset-crc|the log ends at a corrupt kset, and valid ksets follow it (writes" \
+		"chain-duplicate|two cache segments map to one device segment (writes" \
+		"gen-both-crc|no valid gen replica: gen 0 assumed, stale keys revive (once GC" \
+		"key-in-log-segment|a live key points into a segment holding the log (new ksets" \
+		"key-gen-ahead|key seg_gen ahead of its segment's gen (once GC"; do
+		c=${spec%%|*}
+		damaged "$c"
+		serve_damaged_ro "${spec#*|}"
+	done
+	# what the kernel gets right after loading (or what the engine does better, §14)
+	for c in key-stale key-alias; do
+		damaged "$c"
+		start_serve "$IMG" "$BACK" || die "$c: serve failed: $(cat "$SERVE_ERR")"
+		run cat "$SERVE_ERR"
+		[ "${#lines[@]}" -eq 1 ] && [[ "${lines[0]}" == "$IMG: serving $BACK at $URI;"* ]] ||
+			die "$c: stderr: $output"
+		run --separate-stderr nbdm verify "$URI" "$VIEW"
+		assert_status 0
+		stop_serve
+		[ "$SERVE_STATUS" -eq 0 ] || die "$c: serve exited $SERVE_STATUS"
+	done
+}
+
+@test "a damaged cache the kernel loads: --readonly is simply read-only; --gc-percent is refused" {
+	damaged_base
+	damaged dirty-tail-off-log
+	local sum
+	sum=$(md5sum <"$IMG")
+	start_serve --readonly "$IMG" "$BACK" || die "serve failed: $(cat "$SERVE_ERR")"
+	run cat "$SERVE_ERR"
+	[ "${#lines[@]}" -eq 1 ] || die "stderr: $output"
+	assert_contains "${lines[0]}" "$IMG: serving $BACK read-only at $URI"
+	run --separate-stderr nbdm verify "$URI" "$VIEW"
+	assert_status 0
+	stop_serve
+	[ "$SERVE_STATUS" -eq 0 ] || die "serve exited $SERVE_STATUS"
+	# gc_percent is written to cache_info: not on a cache served read-only
+	start_serve --gc-percent 20 "$IMG" "$BACK" && die "served after --gc-percent"
+	[ "$SERVE_STATUS" -eq 8 ] || die "serve exited $SERVE_STATUS"
+	assert_contains "$(cat "$SERVE_ERR")" "pcache serve: $IMG: cannot set gc_percent 20: the cache is served read-only"
+	[ "$(md5sum <"$IMG")" = "$sum" ] || die "the cache was written"
+}
+
+@test "caches the kernel refuses or re-initialises: refused with the check's reason and fsck's hint" {
+	damaged_base --data-crc
+	local c want
+	for c in key-off-huge key-data-crc ci-both-crc; do
+		IMG="$BATS_TEST_TMPDIR/$c.pmem"
+		cp --sparse=always "$LOG" "$IMG"
+		"$CORRUPT" "$IMG" "$c" >/dev/null || die "corrupt $c failed"
+		case $c in
+		key-off-huge)
+			want="the kernel would refuse to load the cache: key length 0 or past the backing device"
+			# our replay over this backing device refuses it
+			run "$CONTENT" --image "$BACK" "$BATS_TEST_TMPDIR/v" "$IMG"
+			[ "$output" = refused ] || die "content: $output" ;;
+		key-data-crc)
+			want="the kernel would refuse to load the cache: key data checksum mismatch"
+			run --separate-stderr pcache fsck -n "$IMG"
+			assert_contains "$output" "; the kernel would refuse to load this cache" ;;
+		ci-both-crc)
+			want="the kernel would re-initialise the cache, losing all cached data: no valid cache_info replica"
+			run --separate-stderr pcache fsck -n "$IMG"
+			assert_contains "$output" "; the kernel would re-initialise this cache" ;;
+		esac
+		start_serve "$IMG" "$BACK" && die "$c: served a cache the kernel does not load"
+		[ "$SERVE_STATUS" -eq 8 ] || die "$c: serve exited $SERVE_STATUS"
+		run cat "$SERVE_ERR"
+		[ "${lines[0]}" = "pcache serve: $IMG: $want" ] || die "$c: stderr: $output"
+		[ "${lines[1]}" = "pcache serve: hint: run 'pcache fsck -n $IMG' for details" ] ||
+			die "$c: stderr: $output"
+	done
+}
