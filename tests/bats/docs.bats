@@ -301,3 +301,32 @@ EOF
 	[ "$status" -ne 0 ] || die "a missing replica row passed: $output"
 	grep -q '^not ok - §11.4: 12 replica cases found' <<<"$output" || die "count not checked: $output"
 }
+
+@test "doc/exit-codes.md and every manual page give each command the same exit codes" {
+	run --separate-stderr python3 - "$REPO_ROOT" <<'EOF'
+import glob, os, re, sys
+root = sys.argv[1]
+rows = {}
+for line in open(os.path.join(root, "doc/exit-codes.md")):
+    m = re.match(r"\| `(\w+)` \|(.*)\|\s*$", line)
+    if m:
+        cells = [c.strip() for c in m.group(2).split("|")]
+        if len(cells) == 6:
+            rows[m.group(1)] = {c for c, v in zip([0, 1, 4, 8, 16, 32], cells) if v}
+bad = []
+for f in sorted(glob.glob(os.path.join(root, "doc/man/pcache-*.8"))):
+    cmd = os.path.basename(f)[len("pcache-"):-2]
+    m = re.search(r"^\.SH EXIT STATUS\n(.*?)^\.SH ", open(f).read(), re.S | re.M)
+    if not m:
+        bad.append("%s: no EXIT STATUS section" % cmd)
+        continue
+    man = {int(x) for x in re.findall(r"^\.B (\d+)\s*$", m.group(1), re.M)}
+    if cmd not in rows:
+        bad.append("%s: no row in doc/exit-codes.md" % cmd)
+    elif rows[cmd] != man:
+        bad.append("%s: manual %s, doc/exit-codes.md %s" % (cmd, sorted(man), sorted(rows[cmd])))
+print("; ".join(bad) or "%d commands agree" % len(rows))
+sys.exit(1 if bad else 0)
+EOF
+	[ "$status" -eq 0 ] || die "$output $stderr"
+}
