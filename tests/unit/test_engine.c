@@ -23,6 +23,7 @@
 
 #include "engine/engine.h"
 #include "tap.h"
+#include "testfiles.h"
 
 #define MIB (1ull << 20)
 #define SECT 512u
@@ -63,24 +64,6 @@ static void fill(uint8_t *p, size_t n)
 	}
 }
 
-static int tmpfile_of(char *path, size_t len, const char *name, uint64_t size)
-{
-	const char *d = getenv("TMPDIR");
-	int fd;
-
-	/* tmpfs by default: msync and fdatasync there cost no disk I/O */
-	if (!d || !*d)
-		d = access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
-	snprintf(path, len, "%s/test_engine.%s.XXXXXX", d, name);
-	fd = mkstemp(path);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size)) {
-		close(fd);
-		return -errno;
-	}
-	return close(fd);
-}
 
 /* A formatted cache image and a backing file with some data in it. */
 static int t_create(struct t *t, uint64_t cache_size, uint64_t range, bool data_crc,
@@ -92,9 +75,9 @@ static int t_create(struct t *t, uint64_t cache_size, uint64_t range, bool data_
 	int fd, rc;
 
 	t->range = range;
-	rc = tmpfile_of(t->cache, sizeof(t->cache), "cache", cache_size);
+	rc = tmpfile_of(t->cache, sizeof(t->cache), "test_engine", "cache", cache_size);
 	if (!rc)
-		rc = tmpfile_of(t->back, sizeof(t->back), "back", range);
+		rc = tmpfile_of(t->back, sizeof(t->back), "test_engine", "back", range);
 	if (!rc)
 		rc = pcm_format_plan(cache_size, &fo, &plan);
 	if (!rc)

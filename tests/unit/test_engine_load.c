@@ -23,6 +23,7 @@
 
 #include "engine/engine.h"
 #include "tap.h"
+#include "testfiles.h"
 
 #define MIB (1ull << 20)
 #define SECT 512u
@@ -38,44 +39,8 @@ struct img {
 	struct pcm_pos head;           /* key_head */
 };
 
-static int tmpfile_of(char *path, size_t len, const char *name, uint64_t size)
-{
-	const char *d = getenv("TMPDIR");
-	int fd;
 
-	if (!d || !*d)
-		d = access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
-	snprintf(path, len, "%s/test_engine_load.%s.XXXXXX", d, name);
-	fd = mkstemp(path);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size)) {
-		close(fd);
-		return -errno;
-	}
-	return close(fd);
-}
 
-static void fill(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i += 8) {
-		uint64_t x = tap_rand();
-
-		memcpy(p + i, &x, n - i < 8 ? n - i : 8);
-	}
-}
-
-static int file_io(const char *path, uint8_t *buf, uint64_t len, bool write)
-{
-	int fd = open(path, write ? O_WRONLY : O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write ? pwrite(fd, buf, len, 0) : pread(fd, buf, len, 0);
-	close(fd);
-	return n == (ssize_t)len ? 0 : -EIO;
-}
 
 /* ---- building a cache with the library, as the kernel would have written it ---- */
 
@@ -89,7 +54,7 @@ static int log_writes(struct pcm_appender *a, unsigned n, const struct pcm_key *
 		uint32_t len = (uint32_t)(1 + tap_rand_below(16)) * 4096;
 		uint64_t off = tap_rand_below((RANGE - len) / 4096 + 1) * 4096;
 
-		fill(d, len);
+		fill_random(d, len);
 		rc = pcm_append_write(a, off, d, len, tap_rand_below(8) ? 0 : PCM_KEY_F_CLEAN);
 		if (!rc && i % 6 == 5)
 			rc = pcm_append_flush(a);
@@ -162,10 +127,10 @@ static int img_create(struct img *im, bool data_crc, const struct pcm_key *craft
 	struct pcm_format_opts fo = { .data_crc = data_crc, .gc_percent = 70 };
 	struct pcm_format_plan plan;
 	struct pcm_dev *dev;
-	int rc = tmpfile_of(im->cache, sizeof(im->cache), "cache", CACHE_SIZE);
+	int rc = tmpfile_of(im->cache, sizeof(im->cache), "test_engine_load", "cache", CACHE_SIZE);
 
 	if (!rc)
-		rc = tmpfile_of(im->back, sizeof(im->back), "back", RANGE);
+		rc = tmpfile_of(im->back, sizeof(im->back), "test_engine_load", "back", RANGE);
 	if (!rc)
 		rc = pcm_format_plan(CACHE_SIZE, &fo, &plan);
 	if (!rc && !(rc = pcm_dev_open(im->cache, PCM_DEV_RDWR, &dev))) {
@@ -176,7 +141,7 @@ static int img_create(struct img *im, bool data_crc, const struct pcm_key *craft
 	if (!rc && !im->base)
 		rc = -ENOMEM;
 	if (!rc) {
-		fill(im->base, RANGE);
+		fill_random(im->base, RANGE);
 		rc = file_io(im->back, im->base, RANGE, true);
 	}
 	return rc ? rc : img_log(im, 120, crafted);
@@ -399,7 +364,7 @@ static void check_writable(struct pce *e, const struct expect *x)
 {
 	uint8_t w[4096], r[4096];
 
-	fill(w, sizeof(w));
+	fill_random(w, sizeof(w));
 	ok(!pce_rdonly_reason(e) && !pce_write(e, 8192, w, sizeof(w), true) &&
 	   !pce_read(e, 8192, r, sizeof(r)) && !memcmp(w, r, sizeof(w)) && !pce_close(e),
 	   "%s: writable, a write reads back", x->name);

@@ -23,6 +23,7 @@
 
 #include "engine/engine.h"
 #include "tap.h"
+#include "testfiles.h"
 
 #define MIB (1ull << 20)
 #define SECT 512u
@@ -39,44 +40,8 @@ struct img {
 	uint8_t *base;                 /* initial backing content */
 };
 
-static int tmpfile_of(char *path, size_t len, const char *name, uint64_t size)
-{
-	const char *d = getenv("TMPDIR");
-	int fd;
 
-	if (!d || !*d)
-		d = access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
-	snprintf(path, len, "%s/test_writeback.%s.XXXXXX", d, name);
-	fd = mkstemp(path);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size)) {
-		close(fd);
-		return -errno;
-	}
-	return close(fd);
-}
 
-static void fill(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i += 8) {
-		uint64_t x = tap_rand();
-
-		memcpy(p + i, &x, n - i < 8 ? n - i : 8);
-	}
-}
-
-static int file_io(const char *path, uint8_t *buf, uint64_t len, bool write)
-{
-	int fd = open(path, write ? O_WRONLY : O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write ? pwrite(fd, buf, len, 0) : pread(fd, buf, len, 0);
-	close(fd);
-	return n == (ssize_t)len ? 0 : -EIO;
-}
 
 static void on_kset_written(const struct pcm_key *keys, unsigned n, struct pcm_pos at, void *arg)
 {
@@ -132,10 +97,10 @@ static int img_create(struct img *im, bool data_crc, unsigned gc_percent)
 {
 	struct pcm_format_opts fo = { .data_crc = data_crc, .gc_percent = gc_percent };
 	struct pcm_format_plan plan;
-	int rc = tmpfile_of(im->cache, sizeof(im->cache), "cache", 1024 * MIB);
+	int rc = tmpfile_of(im->cache, sizeof(im->cache), "test_writeback", "cache", 1024 * MIB);
 
 	if (!rc)
-		rc = tmpfile_of(im->back, sizeof(im->back), "back", RANGE);
+		rc = tmpfile_of(im->back, sizeof(im->back), "test_writeback", "back", RANGE);
 	if (!rc)
 		rc = pcm_format_plan(1024 * MIB, &fo, &plan);
 	if (!rc)
@@ -147,7 +112,7 @@ static int img_create(struct img *im, bool data_crc, unsigned gc_percent)
 	im->base = malloc(RANGE);
 	if (rc || !im->base)
 		return rc ? rc : -ENOMEM;
-	fill(im->base, RANGE);
+	fill_random(im->base, RANGE);
 	rc = file_io(im->back, im->base, RANGE, true);
 	return rc ? rc : img_load(im);
 }
@@ -247,7 +212,7 @@ static int put_write(struct img *im, uint64_t off, uint32_t len, uint32_t flags)
 
 	if (!d)
 		return -ENOMEM;
-	fill(d, len);
+	fill_random(d, len);
 	rc = pcm_append_write(im->a, off, d, len, flags);
 	free(d);
 	return rc;
