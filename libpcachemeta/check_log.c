@@ -205,8 +205,10 @@ static void chk_lost_from(struct logchk *l, struct pcm_pos end, struct pcm_pos q
 	l->k->res->lost_keys += w->keys;
 	snprintf(where, sizeof(where), "log end %u:%u", end.cseg, end.seg_off);
 	chk_report(l->k, PCM_P_LOG_LOST_KSETS, pcm_pos_dev_off(l->c, end.cseg, end.seg_off), where,
-		   "%llu valid ksets with %llu keys follow from %u:%u",
-		   (unsigned long long)w->ksets, (unsigned long long)w->keys, q.cseg, q.seg_off);
+		   "%llu valid kset%s with %llu key%s follow%s from %u:%u",
+		   (unsigned long long)w->ksets, w->ksets == 1 ? "" : "s",
+		   (unsigned long long)w->keys, w->keys == 1 ? "" : "s", w->ksets == 1 ? "s" : "",
+		   q.cseg, q.seg_off);
 	free(w);
 }
 

@@ -651,6 +651,12 @@ static int splice(struct lfix *f, const struct rebuild *rb, int n)
 	return rc;
 }
 
+/* "" or "s": counts in the words of an action are read by people. */
+static const char *plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_problem *p0)
 {
 	int n = f->kept_ksets || rb->move_tails ? free_segment(f) : -1;
@@ -660,18 +666,20 @@ static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_prob
 		return seen_add(f->r, p0->code, p0->offset);   /* nowhere to move them */
 	if (rb->move_tails)
 		snprintf(how, sizeof(how), "no room for a kset: move key_tail and dirty_tail "
-			 "to free segment %d (%llu ksets)", n, (unsigned long long)f->kept_ksets);
+			 "to free segment %d (%llu kset%s)", n, (unsigned long long)f->kept_ksets,
+			 plural(f->kept_ksets));
 	else if (f->kept_ksets && n < 0)
-		snprintf(how, sizeof(how), "no free segment: end the log there, losing %llu ksets",
-			 (unsigned long long)f->kept_ksets);
+		snprintf(how, sizeof(how), "no free segment: end the log there, losing %llu kset%s",
+			 (unsigned long long)f->kept_ksets, plural(f->kept_ksets));
 	else if (n < 0)
 		snprintf(how, sizeof(how), "%s there", rb->last ? "continue the log" : "end the log");
 	else
-		snprintf(how, sizeof(how), "rebuild it in free segment %d (%llu ksets)", n,
-			 (unsigned long long)f->kept_ksets);
-	if (!act_begin(f->r, p0, "log from %u:%u: %s; %llu keys dropped, %llu corrupt ksets skipped",
-		       rb->p.cseg, rb->p.seg_off, how, (unsigned long long)f->dropped,
-		       (unsigned long long)f->lost_corrupt))
+		snprintf(how, sizeof(how), "rebuild it in free segment %d (%llu kset%s)", n,
+			 (unsigned long long)f->kept_ksets, plural(f->kept_ksets));
+	if (!act_begin(f->r, p0, "log from %u:%u: %s; %llu key%s dropped, %llu corrupt kset%s "
+		       "skipped", rb->p.cseg, rb->p.seg_off, how, (unsigned long long)f->dropped,
+		       plural(f->dropped), (unsigned long long)f->lost_corrupt,
+		       plural(f->lost_corrupt)))
 		return 0;
 	int rc = splice(f, rb, n);
 

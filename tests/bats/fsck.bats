@@ -19,7 +19,7 @@ Q1="Fix: rewrite replica 0 of cache_info replica 0 from replica 1 (seq 1 -> 2)? 
 P2="TAIL_REPLICA_BAD at key_tail replica 0: checksum mismatch; the kernel uses replica 1 (seq 2)."
 Q2="Fix: rewrite replica 0 of key_tail replica 0 from replica 1 (seq 2 -> 3)? [y/n/a/q] "
 P3="LOG_END_CORRUPT at kset 0:10288: kset checksum mismatch."
-Q3="Fix: log from 0:10288: rebuild it in free segment 3 (13 ksets); 0 keys dropped, 1 corrupt ksets skipped? [y/n/a/q] "
+Q3="Fix: log from 0:10288: rebuild it in free segment 3 (13 ksets); 0 keys dropped, 1 corrupt kset skipped? [y/n/a/q] "
 
 
 # state FILE: its imgsum and its modification time (a write of the same bytes shows too).
