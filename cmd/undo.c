@@ -24,7 +24,6 @@ static const char usage_text[] =
 static int apply_saving(const char *file, const char *devpath, const char *undo2,
 			struct pcm_dev *dev, uint64_t *n)
 {
-	const struct pcm_ov_write *w;
 	struct pcm_undo *u = NULL;
 	struct pcm_dev *ov;
 	uint64_t nw = 0;
@@ -36,22 +35,14 @@ static int apply_saving(const char *file, const char *devpath, const char *undo2
 		pcm_dev_close(ov);
 		return rc;
 	}
-	w = pcm_dev_overlay_writes(ov, &nw);
+	pcm_dev_overlay_writes(ov, &nw);   /* FILE2 only when something is written */
 	rc = nw ? pcm_undo_create(undo2, dev, &u) : 0;
 	if (rc) {
 		pcm_dev_close(ov);
 		cli_err(undo2, "cannot create undo file: %s", strerror(-rc));
 		return 1;
 	}
-	for (uint64_t i = 0; !rc && i < nw; i++) {
-		rc = pcm_undo_save(u, dev, w[i].off, w[i].len, w[i].data);
-		if (!rc)
-			rc = pcm_dev_write(dev, w[i].off, w[i].data, w[i].len);
-		if (!rc)
-			rc = pcm_dev_persist(dev, w[i].off, w[i].len);
-	}
-	if (!rc && u)
-		rc = pcm_undo_finish(u, dev);
+	rc = pcm_overlay_apply(dev, ov, u);
 	pcm_undo_close(u);
 	pcm_dev_close(ov);
 	if (rc) {

@@ -199,18 +199,12 @@ void pcm_repair_plan_free(struct pcm_repair_plan *p)
 	free(p);
 }
 
-int pcm_repair_apply(struct pcm_dev *dev, const struct pcm_repair_plan *p, struct pcm_undo *u)
+int pcm_overlay_apply(struct pcm_dev *dev, struct pcm_dev *ov, struct pcm_undo *u)
 {
 	uint64_t n;
-	const struct pcm_ov_write *w = pcm_dev_overlay_writes(p->ov, &n);
+	const struct pcm_ov_write *w = pcm_dev_overlay_writes(ov, &n);
 	int rc = 0;
 
-	/* bad blocks: nothing is written unless forced (pcm_repair_badblock_conflict) */
-	if (!p->force) {
-		rc = pcm_repair_badblock_conflict(dev, p, NULL, NULL);
-		if (rc)
-			return rc > 0 ? -EHWPOISON : rc;
-	}
 	for (uint64_t i = 0; !rc && i < n; i++) {
 		if (u)
 			rc = pcm_undo_save(u, dev, w[i].off, w[i].len, w[i].data);
@@ -222,4 +216,17 @@ int pcm_repair_apply(struct pcm_dev *dev, const struct pcm_repair_plan *p, struc
 	if (!rc && u)
 		rc = pcm_undo_finish(u, dev);
 	return rc;
+}
+
+int pcm_repair_apply(struct pcm_dev *dev, const struct pcm_repair_plan *p, struct pcm_undo *u)
+{
+	int rc;
+
+	/* bad blocks: nothing is written unless forced (pcm_repair_badblock_conflict) */
+	if (!p->force) {
+		rc = pcm_repair_badblock_conflict(dev, p, NULL, NULL);
+		if (rc)
+			return rc > 0 ? -EHWPOISON : rc;
+	}
+	return pcm_overlay_apply(dev, p->ov, u);
 }

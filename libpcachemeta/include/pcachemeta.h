@@ -732,6 +732,9 @@ int pcm_undo_apply(const char *path, struct pcm_dev *dev, uint64_t *ranges);
 
 /* Applies a plan's writes to dev in order, each persisted, saving to u first if not NULL. */
 int pcm_repair_apply(struct pcm_dev *dev, const struct pcm_repair_plan *p, struct pcm_undo *u);
+/* The writes of overlay ov applied to dev in order, each persisted, saved to u first if not NULL
+ * (then u is finished).  No bad-block check: pcm_repair_apply adds it for repairs. */
+int pcm_overlay_apply(struct pcm_dev *dev, struct pcm_dev *ov, struct pcm_undo *u);
 
 /* ---- appending to the log (§6.2, §6.3, §6.8): one open kset, no GC ---- */
 struct pcm_appender;
