@@ -120,7 +120,9 @@ print("%.1f %.0f" % (io["bw_bytes"] / 1e6, io["iops"]))
 settle() {
 	local _
 	for _ in $(seq 300); do
-		"$PCACHE" info "$cache" 2>/dev/null | grep -qE '^dirty_bytes: +0$' && return 0
+		"$PCACHE" info --json "$cache" 2>/dev/null | python3 -c '
+import json, sys
+sys.exit(json.load(sys.stdin)[0]["dirty_bytes"] != 0)' 2>/dev/null && return 0
 		sleep 0.1
 	done
 }

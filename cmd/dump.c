@@ -193,8 +193,8 @@ static void rec_end(struct dump *d, struct rec *r)
 static int read_error(struct dump *d, const char *what, uint64_t off, int rc)
 {
 	if (rc == -ERANGE)
-		cli_err(d->path, "cannot read %s at offset %" PRIu64 ": past the end of the device "
-			"(%" PRIu64 " bytes)", what, off, d->dev_size);
+		cli_err(d->path, "cannot read %s at offset %" PRIu64 ": past the end of the %s "
+			"device", what, off, CLI_BYTES(d->dev_size));
 	else
 		cli_err(d->path, "cannot read %s at offset %" PRIu64 ": %s", what, off,
 			strerror(-rc));

@@ -160,12 +160,12 @@ static void on_batch(uint64_t done, uint64_t ksets, void *arg)
 	if (s->delay_us)
 		usleep((useconds_t)s->delay_us);
 	if (cli.verbose)
-		cli_note("pcache flush: %" PRIu64 " ksets, %" PRIu64 " bytes written back", ksets,
-			 done);
-	snprintf(what, sizeof(what), "writing back %9s/s, %4.0f s left",
+		cli_note("pcache flush: %s, %s written back", CLI_COUNT(ksets, "kset", "ksets"),
+			 CLI_BYTES(done));
+	snprintf(what, sizeof(what), "writing back %11s/s, %4.0f s left",
 		 cli_fmt_size((uint64_t)rate, r, sizeof(r)),
 		 rate > 0 ? (double)(s->total - done) / rate : 0.0);
-	cli_progress(what, done, s->total);
+	cli_progress_bytes(what, done, s->total);
 }
 
 /* --dry-run: one line per kset, then one line per range it would write. */
@@ -177,8 +177,8 @@ static void on_kset(struct pcm_pos at, unsigned keys, const struct pce_wb_extent
 	(void)arg;
 	for (size_t i = 0; i < n; i++)
 		bytes += x[i].len;
-	printf("kset %u:%u: %u keys, %zu ranges, %" PRIu64 " bytes\n", at.cseg, at.seg_off, keys, n,
-	       bytes);
+	printf("kset %u:%u: %s, %s, %s\n", at.cseg, at.seg_off, CLI_COUNT(keys, "key", "keys"),
+	       CLI_COUNT(n, "range", "ranges"), CLI_BYTES(bytes));
 	for (size_t i = 0; i < n; i++)
 		printf("  %" PRIu64 " +%u\n", x[i].off, x[i].len);
 }
@@ -272,17 +272,17 @@ static void announce(const struct flush_args *a, const struct pce_status *st,
 		return;
 	}
 	if (crc_stop(p)) {    /* a dry run that stops: it counted the ksets up to the stop */
-		cli_note("%s: %" PRIu64 " dirty bytes (dirty_tail %u:%u, key_head %u:%u): would "
-			 "write %" PRIu64 " %s (%" PRIu64 " bytes) to %s, then stop", a->dev, dirty,
+		cli_note("%s: %s of dirty data (dirty_tail %u:%u, key_head %u:%u): would write "
+			 "%s, %s, to %s, then stop", a->dev, CLI_BYTES(dirty),
 			 st->dirty_tail.cseg, st->dirty_tail.seg_off, st->key_head.cseg,
-			 st->key_head.seg_off, p->ksets, p->ksets == 1 ? "kset" : "ksets", p->bytes,
-			 a->backing);
+			 st->key_head.seg_off, CLI_COUNT(p->ksets, "kset", "ksets"),
+			 CLI_BYTES(p->bytes), a->backing);
 		return;
 	}
-	cli_note("%s: %" PRIu64 " dirty bytes in %" PRIu64 " ksets (dirty_tail %u:%u, key_head "
-		 "%u:%u): %s %" PRIu64 " bytes to %s", a->dev, dirty, p->ksets,
+	cli_note("%s: %s of dirty data in %s (dirty_tail %u:%u, key_head %u:%u): %s %s to %s",
+		 a->dev, CLI_BYTES(dirty), CLI_COUNT(p->ksets, "kset", "ksets"),
 		 st->dirty_tail.cseg, st->dirty_tail.seg_off, st->key_head.cseg, st->key_head.seg_off,
-		 a->dry_run ? "would write" : "writing", p->bytes, a->backing);
+		 a->dry_run ? "would write" : "writing", CLI_BYTES(p->bytes), a->backing);
 }
 
 static int run(struct pce *e, const struct flush_args *a, struct flush_state *s,
@@ -443,6 +443,15 @@ static void print_json(struct pce *e, const struct flush_args *a, uint64_t dirty
 	json_object_put(arr);
 }
 
+/* The last line: "7.18 MiB (7532544 bytes) written back", or "X of Y written back". */
+static void print_written(uint64_t done, uint64_t total)
+{
+	if (done == total)
+		printf("%s written back\n", CLI_BYTES(done));
+	else
+		printf("%s of %s written back\n", CLI_BYTES(done), CLI_BYTES(total));
+}
+
 /* Plan, announce, write back (unless a dry run), report. */
 static int flush_engine(struct pce *e, const struct flush_args *a, uint64_t dirty)
 {
@@ -469,7 +478,7 @@ static int flush_engine(struct pce *e, const struct flush_args *a, uint64_t dirt
 	if (cli.json && rc != EXIT_OPERATIONAL)
 		print_json(e, a, dirty, &p, a->dry_run ? &p : &res);
 	else if (!cli.quiet && !cli.json)
-		printf("%" PRIu64 "/%" PRIu64 " bytes written back\n", res.bytes, p.bytes);
+		print_written(res.bytes, p.bytes);
 	pce_wb_result_free(&res);
 	pce_wb_result_free(&p);
 	return rc;

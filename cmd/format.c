@@ -98,12 +98,11 @@ static int parse(int argc, char **argv, struct format_args *a)
 
 static void describe(const struct format_args *a, const struct pcm_format_plan *p)
 {
-	char sz[32], what[256];
+	char what[256];
 	FILE *f = stdout;
 
-	fprintf(f, "%s %s: %" PRIu64 " bytes (%s), %" PRIu32 " segments of 16 MiB\n",
-		a->dry_run ? "would format" : "formatting", a->dev, p->dev_size,
-		cli_fmt_size(p->dev_size, sz, sizeof(sz)), p->seg_num);
+	fprintf(f, "%s %s: %s, %" PRIu32 " segments of 16 MiB\n",
+		a->dry_run ? "would format" : "formatting", a->dev, CLI_BYTES(p->dev_size), p->seg_num);
 	fprintf(f, "  superblock  @4096   seg_num %" PRIu32 ", crc 0x%08" PRIx32 "\n",
 		p->seg_num, p->sb.crc);
 	fprintf(f, "  cache_info  @12288  slot 1, seq 1, n_segs %" PRIu32
@@ -264,8 +263,8 @@ static int check_existing(struct format_args *a, struct pcm_dev *dev)
 		pcm_cache_close(c);
 		if (!dirty)
 			return EXIT_OK;
-		cli_err(a->dev, "holds %" PRIu64 " bytes of dirty data not yet on the backing device",
-			dirty);
+		cli_err(a->dev, "holds %s of dirty data not yet on the backing device",
+			CLI_BYTES(dirty));
 		cli_hint("run 'pcache flush %s BACKING' first, or add --discard-dirty to lose it",
 			 a->dev);
 		return EXIT_OPERATIONAL;

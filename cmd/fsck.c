@@ -143,8 +143,7 @@ static void summary_text(const struct fsck_state *s, const struct pcm_check_resu
 		printf("%s: log: %s, %s, %s, dirty %s, clean %s, key_head %u:%u\n", s->dev,
 		       CLI_COUNT(r->ksets, "kset", "ksets"), CLI_COUNT(r->keys, "key", "keys"),
 		       CLI_COUNT(r->live_extents, "live extent", "live extents"),
-		       cli_fmt_bytes(r->dirty_bytes, (char[64]){ 0 }, 64),
-		       cli_fmt_bytes(r->clean_bytes, (char[64]){ 0 }, 64),
+		       CLI_BYTES(r->dirty_bytes), CLI_BYTES(r->clean_bytes),
 		       r->key_head.cseg, r->key_head.seg_off);
 	v = cli_verdict_text(r, r->verdict, &s->v.backing, buf, sizeof(buf));
 	if (!r->problems && r->replayed && r->data_crc && !r->data_verified)
@@ -280,7 +279,7 @@ static void plan_text(const struct fsck_state *s, const struct pcm_repair_plan *
 		printf("%s: %s: %s, %s of dirty data, %s%s\n", s->dev,
 		       s->dry_run ? "the repair would lose" : "lost to the repair",
 		       CLI_COUNT(plan->lost_keys, "key", "keys"),
-		       cli_fmt_bytes(plan->lost_dirty_bytes, (char[64]){ 0 }, 64),
+		       CLI_BYTES(plan->lost_dirty_bytes),
 		       CLI_COUNT(plan->lost_ksets, "corrupt kset", "corrupt ksets"),
 		       plan->lost_keys || plan->lost_ksets ? " (they were unusable)" : "");
 	printf("%s: %s found, %s %s; %s %s; %s\n", s->dev,

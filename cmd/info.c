@@ -68,10 +68,10 @@ static void print_text(const struct info *in, const char *path)
 {
 	const struct pcm_cache *c = in->c;
 	const struct pcm_check_result *r = in->r;
-	char sz[32], st[160];
+	char st[160];
 
 	printf("device:       %s\n", path);
-	printf("device_size:  %" PRIu64 " (%s)\n", c->dev_size, cli_fmt_size(c->dev_size, sz, 32));
+	printf("device_size:  %s\n", CLI_BYTES(c->dev_size));
 	printf("sb_flags:     %x\n", c->sb.flags);
 	printf("seg_total:    %u\n", c->seg_num);
 	printf("cache_segs:   %u\n", c->seg_num);
@@ -84,8 +84,8 @@ static void print_text(const struct info *in, const char *path)
 	printf("data_crc:     %s\n", c->data_crc ? "true" : "false");
 	printf("cache_mode:   %s\n", pcm_cache_mode_name(pcm_ci_cache_mode(c->ci.flags)));
 	printf("live_keys:    %" PRIu64 "\n", r->live_extents);
-	printf("dirty_bytes:  %" PRIu64 "\n", r->dirty_bytes);
-	printf("clean_bytes:  %" PRIu64 "\n", r->clean_bytes);
+	printf("dirty_bytes:  %s\n", CLI_BYTES(r->dirty_bytes));
+	printf("clean_bytes:  %s\n", CLI_BYTES(r->clean_bytes));
 	printf("health:       %s%s%s\n", in->health, in->detail[0] ? ": " : "", in->detail);
 	printf("verdict:      %s\n", in->verdict);
 	if (cli.verbose) {

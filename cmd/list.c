@@ -393,7 +393,7 @@ static void entry_text(const struct entry *e)
 		n += snprintf(what + n, sizeof(what) - (size_t)n, "; in use by %s", h);
 	if (e->error[0])
 		snprintf(what + n, sizeof(what) - (size_t)n, "; %s", e->error);
-	printf("%-16s %-7s %10s  %-14s %-9s %6s  %s\n", e->device[0] ? e->device : "-",
+	printf("%-16s %-7s %11s  %-14s %-9s %6s  %s\n", e->device[0] ? e->device : "-",
 	       e->mode[0] ? e->mode : "-", cli_fmt_size(e->size, sz, sizeof(sz)),
 	       e->ns[0] ? e->ns : "-", e->region[0] ? e->region : "-",
 	       e->bad_known ? (snprintf(dirty, sizeof(dirty), "%" PRIu64, e->bad_blocks), dirty) : "?",
@@ -445,7 +445,7 @@ int cmd_list(int argc, char **argv)
 		json_object_put(arr);
 	} else if (l.n) {
 		if (!cli.quiet)
-			printf("%-16s %-7s %10s  %-14s %-9s %6s  %s\n", "DEVICE", "MODE", "SIZE",
+			printf("%-16s %-7s %11s  %-14s %-9s %6s  %s\n", "DEVICE", "MODE", "SIZE",
 			       "NAMESPACE", "REGION", "BADBLK", "PCACHE");
 		for (size_t i = 0; i < l.n; i++)
 			entry_text(&l.e[i]);

@@ -113,10 +113,10 @@ static int on_extent(const struct pcm_extent *e, void *arg)
 
 static void summary_text(const struct pcm_cache *c, const struct pcm_replay *r)
 {
-	printf("live keys %" PRIu64 ", dirty bytes %" PRIu64 ", clean bytes %" PRIu64
-	       ", segments used %" PRIu32 ", key_head %" PRIu32 ":%" PRIu32
-	       ", dirty_tail %" PRIu32 ":%" PRIu32 ", key_tail %" PRIu32 ":%" PRIu32 "\n",
-	       r->live_extents, r->dirty_bytes, r->clean_bytes, r->segs_used,
+	printf("live keys %" PRIu64 ", dirty %s, clean %s, segments used %" PRIu32
+	       ", key_head %" PRIu32 ":%" PRIu32 ", dirty_tail %" PRIu32 ":%" PRIu32
+	       ", key_tail %" PRIu32 ":%" PRIu32 "\n",
+	       r->live_extents, CLI_BYTES(r->dirty_bytes), CLI_BYTES(r->clean_bytes), r->segs_used,
 	       r->key_head.cseg, r->key_head.seg_off, c->dirty_tail.pos.cseg,
 	       c->dirty_tail.pos.seg_off, c->key_tail.pos.cseg, c->key_tail.pos.seg_off);
 	if (cli.verbose)

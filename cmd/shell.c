@@ -305,8 +305,8 @@ static int pos_arg(struct sh *s, const char *arg, struct pcm_pos *p)
 static int dev_error(struct sh *s, const char *what, uint64_t off, int rc)
 {
 	if (rc == -ERANGE)
-		return FAIL(s, "cannot read %s at offset %" PRIu64 ": past the end of the device "
-			    "(%" PRIu64 " bytes)", what, off, s->dev_size);
+		return FAIL(s, "cannot read %s at offset %" PRIu64 ": past the end of the %s "
+			    "device", what, off, CLI_BYTES(s->dev_size));
 	return FAIL(s, "cannot read %s at offset %" PRIu64 ": %s", what, off, strerror(-rc));
 }
 
@@ -632,8 +632,8 @@ static int kset_read(struct sh *s, struct pcm_pos p, struct kset *k)
 		return FAIL(s, "%u:%u: cache segment %u out of range (n_segs %u)", p.cseg,
 			    p.seg_off, p.cseg, s->c->n_segs);
 	if ((uint64_t)p.seg_off + PCM_KSET_HDR_SIZE > PCM_DATA_SIZE)
-		return FAIL(s, "%u:%u: no room for a kset header (the data area is %u bytes)",
-			    p.cseg, p.seg_off, PCM_DATA_SIZE);
+		return FAIL(s, "%u:%u: no room for a kset header: the data area is %s",
+			    p.cseg, p.seg_off, CLI_BYTES(PCM_DATA_SIZE));
 	k->pos = p;
 	k->dev_off = pcm_pos_dev_off(s->c, p.cseg, p.seg_off);
 	rc = pcm_dev_read(s->dev, k->dev_off, k->buf, PCM_KSET_HDR_SIZE);
@@ -653,8 +653,8 @@ static int kset_read(struct sh *s, struct pcm_pos p, struct kset *k)
 			    PCM_KSET_KEYS_MAX);
 	k->size = pcm_kset_size(&k->h);
 	if (p.seg_off + k->size > PCM_DATA_SIZE)
-		return FAIL(s, "%u:%u @%" PRIu64 ": a kset of %" PRIu64 " bytes runs past the end "
-			    "of its segment's data area", p.cseg, p.seg_off, k->dev_off, k->size);
+		return FAIL(s, "%u:%u @%" PRIu64 ": a kset of %s runs past the end of its "
+			    "segment's data area", p.cseg, p.seg_off, k->dev_off, CLI_BYTES(k->size));
 	if (k->size > PCM_KSET_HDR_SIZE) {
 		rc = pcm_dev_read(s->dev, k->dev_off + PCM_KSET_HDR_SIZE, k->buf + PCM_KSET_HDR_SIZE,
 				  k->size - PCM_KSET_HDR_SIZE);
@@ -1019,7 +1019,7 @@ static int do_hex(struct sh *s, int argc, char **argv)
 	       e->seg_off + (off - e->off), pcm_pos_dev_off(s->c, e->cseg, e->seg_off) + (off - e->off),
 	       extent_state(e));
 	if (len > avail) {
-		printf(": the extent ends after %" PRIu64 " bytes", avail);
+		printf(": the extent ends after %s", CLI_BYTES(avail));
 		len = avail;
 	}
 	putchar('\n');
@@ -1035,10 +1035,10 @@ static int do_xd(struct sh *s, int argc, char **argv)
 	if (num_arg(s, "DEVOFF", argv[1], UINT64_MAX, &off) || num_arg(s, "LEN", argv[2], HEX_MAX, &len))
 		return -1;
 	if (off >= s->dev_size)
-		return FAIL(s, "offset %" PRIu64 " is past the end of the device (%" PRIu64 " bytes)",
-			    off, s->dev_size);
+		return FAIL(s, "offset %" PRIu64 " is past the end of the %s device", off,
+			    CLI_BYTES(s->dev_size));
 	if (len > s->dev_size - off) {
-		printf("(the device ends after %" PRIu64 " bytes)\n", s->dev_size - off);
+		printf("the device ends after %s:\n", CLI_BYTES(s->dev_size - off));
 		len = s->dev_size - off;
 	}
 	return dump_bytes(s, off, off, len);
@@ -1100,8 +1100,8 @@ static int do_crc(struct sh *s, int argc, char **argv)
 		rc = FAIL(s, "%u:%u: a terminator (24 zero bytes), not a kset", p.cseg, p.seg_off);
 	else if (!rc)
 		printf("kset %u:%u @%" PRIu64 ": crc 0x%08" PRIx32 ", computed 0x%08" PRIx32
-		       " over %" PRIu64 " bytes: %s\n", p.cseg, p.seg_off, k->dev_off, k->h.crc,
-		       k->crc_calc, k->size - 4, k->crc_ok ? "ok" : "BAD");
+		       " over %s: %s\n", p.cseg, p.seg_off, k->dev_off, k->h.crc, k->crc_calc,
+		       CLI_BYTES(k->size - 4), k->crc_ok ? "ok" : "BAD");
 	free(k);
 	return rc;
 }
@@ -1660,12 +1660,12 @@ int cmd_shell(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sh_load(&s);
 	if (s.interactive && !cli.quiet) {
-		printf("pcache shell on %s (%s, %" PRIu64 " bytes", s.path,
-		       s.writable ? "read-write" : "read-only", s.dev_size);
+		printf("pcache shell on %s: %s, %s", s.path,
+		       s.writable ? "read-write" : "read-only", CLI_BYTES(s.dev_size));
 		if (s.c)
 			printf(", %u cache segments, data_crc %s", s.c->n_segs,
 			       s.c->data_crc ? "on" : "off");
-		printf("); 'help' lists the commands\n");
+		printf("; 'help' lists the commands\n");
 	}
 	sh_announce(&s);
 	if (cmds) {

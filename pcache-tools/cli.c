@@ -213,24 +213,51 @@ void cli_stream_end(struct cli_stream *s)
 static struct timespec progress_last;
 static bool progress_shown;
 
-void cli_progress(const char *what, uint64_t done, uint64_t total)
+/* Whether to draw now: on a terminal, at most every 200 ms, and always the last. */
+static bool progress_due(uint64_t done, uint64_t total)
 {
 	struct timespec now;
 
 	if (cli.quiet || !isatty(STDERR_FILENO))
-		return;
+		return false;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (done != total && progress_shown &&
 	    (now.tv_sec - progress_last.tv_sec) * 1000000000L +
 	    (now.tv_nsec - progress_last.tv_nsec) < 200000000L)
-		return;
+		return false;
 	progress_last = now;
 	progress_shown = true;
+	return true;
+}
+
+static double percent(uint64_t done, uint64_t total)
+{
+	return 100.0 * (double)done / (double)total;
+}
+
+void cli_progress(const char *what, uint64_t done, uint64_t total)
+{
+	if (!progress_due(done, total))
+		return;
 	if (total)
 		fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " (%.0f%%)", what, done, total,
-			100.0 * (double)done / (double)total);
+			percent(done, total));
 	else
 		fprintf(stderr, "\r%s: %" PRIu64, what, done);
+}
+
+void cli_progress_bytes(const char *what, uint64_t done, uint64_t total)
+{
+	char d[32], t[32];
+
+	if (!progress_due(done, total))
+		return;
+	cli_fmt_size(done, d, sizeof(d));
+	cli_fmt_size(total, t, sizeof(t));
+	if (total)
+		fprintf(stderr, "\r%s: %11s/%s (%3.0f%%)", what, d, t, percent(done, total));
+	else
+		fprintf(stderr, "\r%s: %11s", what, d);
 }
 
 void cli_progress_done(void)

@@ -45,6 +45,8 @@ const char *cli_fmt_size(uint64_t bytes, char *buf, size_t len);
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
 /* 2147483648 -> "2.00 GiB (2147483648 bytes)": a size for people, exact too. */
 const char *cli_fmt_bytes(uint64_t bytes, char *buf, size_t len);
+/* cli_fmt_bytes in a temporary buffer, for a printf argument: the form every text output uses. */
+#define CLI_BYTES(b) cli_fmt_bytes((b), (char[64]){ 0 }, 64)
 /* "1 problem", "2 problems": n and the word in the right number. */
 const char *cli_count(uint64_t n, const char *one, const char *many, char *buf, size_t len);
 #define CLI_COUNT(n, one, many) cli_count((n), (one), (many), (char[48]){ 0 }, 48)
@@ -84,6 +86,8 @@ void cli_json_print(json_object *o);               /* pretty, newline, puts */
 
 /* Progress on a terminal (stderr), rate-limited; no-op when not a tty or quiet. */
 void cli_progress(const char *what, uint64_t done, uint64_t total);
+/* Same for done and total in bytes, shown for people ("3.50 MiB/7.18 MiB (49%)"). */
+void cli_progress_bytes(const char *what, uint64_t done, uint64_t total);
 void cli_progress_done(void);
 
 /* Streaming JSON array: "[\n" elem ",\n" elem ... "\n]\n" without holding the array. */

@@ -22,13 +22,13 @@ last_line() {
 	setup_kernel_pair
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
 	assert_status 0
-	[ "$(last_line "$output")" = "7532544/7532544 bytes written back" ] ||
+	[ "$(last_line "$output")" = "7.18 MiB (7532544 bytes) written back" ] ||
 		die "last line: '$output'"
-	assert_contains "$stderr" "7532544 dirty bytes in 16 ksets"
+	assert_contains "$stderr" "7.18 MiB (7532544 bytes) of dirty data in 16 ksets"
 	[ "$(md5 "$BACK")" = "$MD5_DIRTY_LOGICAL" ] || die "backing md5 $(md5 "$BACK")"
 	run --separate-stderr pcache info "$CACHE"
 	assert_status 0
-	assert_field dirty_bytes 0
+	assert_field dirty_bytes "0 bytes"
 	assert_field key_head 0:76784
 	assert_field dirty_tail 0:76784
 	assert_field key_tail 0:0
@@ -38,7 +38,7 @@ last_line() {
 	# a second flush has nothing left to do
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
 	assert_status 0
-	[ "$output" = "0/0 bytes written back" ] || die "second flush: '$output'"
+	[ "$output" = "0 bytes written back" ] || die "second flush: '$output'"
 	[ "$(md5 "$BACK")" = "$MD5_DIRTY_LOGICAL" ] || die "backing changed by the second flush"
 }
 
@@ -60,7 +60,7 @@ last_line() {
 	[ "$(grep -c '^kset ' <<<"$output")" -eq 16 ] || die "kset lines: $(grep -c '^kset ' <<<"$output")"
 	assert_contains "$output" "kset 0:0: 128 keys"
 	assert_contains "$output" "kset 0:73080: 92 keys"
-	[ "$(last_line "$output")" = "0/7532544 bytes written back" ] || die "last line"
+	[ "$(last_line "$output")" = "0 bytes of 7.18 MiB (7532544 bytes) written back" ] || die "last line"
 	[ "$(md5 "$CACHE")" = "$mc" ] || die "dry run changed the cache"
 	[ "$(md5 "$BACK")" = "$mb" ] || die "dry run changed the backing device"
 }
@@ -75,7 +75,7 @@ last_line() {
 	[ "$(md5 "$CACHE")" = "$mc" ] || die "cache changed"
 	run --separate-stderr pcache info "$CACHE"
 	assert_field dirty_tail 0:0
-	assert_field dirty_bytes 7532544
+	assert_field dirty_bytes "7.18 MiB (7532544 bytes)"
 }
 
 @test "flush -q prints nothing" {
@@ -204,7 +204,7 @@ teardown() {
 	assert_status 4
 	assert_contains "$stderr" "cannot write 1024 bytes at offset 31921152"
 	assert_contains "$stderr" "dirty_tail stays at 0:0"
-	[[ "$(last_line "$output")" == *"/7532544 bytes written back" ]] || die "last line"
+	[[ "$(last_line "$output")" == *" of 7.18 MiB (7532544 bytes) written back" ]] || die "last line"
 	run --separate-stderr pcache info "$CACHE"
 	assert_field dirty_tail 0:0
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
@@ -282,7 +282,7 @@ PY
 	assert_status 4
 	[ "$(grep -c '^kset ' <<<"$output")" -eq 2 ] || die "dry run listed: $output"
 	ranges <<<"$output" >"$BATS_TEST_TMPDIR/before"
-	[ "$stderr" = "$CACHE: 7532544 dirty bytes (dirty_tail 0:0, key_head 0:76784): would write 2 ksets (1048576 bytes) to $BACK, then stop
+	[ "$stderr" = "$CACHE: 7.18 MiB (7532544 bytes) of dirty data (dirty_tail 0:0, key_head 0:76784): would write 2 ksets, 1.00 MiB (1048576 bytes), to $BACK, then stop
 pcache flush: $CACHE: cannot write back 4096 bytes at offset 13492224 (key 3 of kset 0:10288, cached at 1:487424): data checksum mismatch
 pcache flush: $CACHE: a flush would stop before kset 0:10288, as the kernel's writeback does
 pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "dry run stderr: '$stderr'"
@@ -294,8 +294,8 @@ pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "dry run s
 
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
 	assert_status 4
-	[ "$output" = "1048576/7532544 bytes written back" ] || die "stdout: '$output'"
-	[ "$stderr" = "$CACHE: 7532544 dirty bytes in 16 ksets (dirty_tail 0:0, key_head 0:76784): writing 7532544 bytes to $BACK
+	[ "$output" = "1.00 MiB (1048576 bytes) of 7.18 MiB (7532544 bytes) written back" ] || die "stdout: '$output'"
+	[ "$stderr" = "$CACHE: 7.18 MiB (7532544 bytes) of dirty data in 16 ksets (dirty_tail 0:0, key_head 0:76784): writing 7.18 MiB (7532544 bytes) to $BACK
 pcache flush: $CACHE: cannot write back 4096 bytes at offset 13492224 (key 3 of kset 0:10288, cached at 1:487424): data checksum mismatch
 pcache flush: $CACHE: stopped before kset 0:10288, as the kernel's writeback does: dirty_tail stays at 0:10288, the cache stays dirty
 pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "stderr: '$stderr'"
@@ -305,14 +305,14 @@ pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "stderr: '
 	# the dirty bytes left, the bad key's included (info --no-verify-data counts it)
 	run --separate-stderr pcache info --no-verify-data "$CACHE"
 	assert_field dirty_tail 0:10288
-	assert_field dirty_bytes 6557696
+	assert_field dirty_bytes "6.25 MiB (6557696 bytes)"
 	run --separate-stderr pcache info "$CACHE"
 	assert_field health "refused: 1 problem, worst KEY_DATA_CRC (key data checksum mismatch); run 'pcache fsck -n $CACHE'"
 	# again: stops at once, writes nothing
 	mb=$(md5 "$BACK")
 	run --separate-stderr pcache flush "$CACHE" "$BACK"
 	assert_status 4
-	[ "$output" = "0/6557696 bytes written back" ] || die "stdout: '$output'"
+	[ "$output" = "0 bytes of 6.25 MiB (6557696 bytes) written back" ] || die "stdout: '$output'"
 	[ "$(md5 "$BACK")" = "$mb" ] || die "the second flush wrote"
 	# --verify-data is the default, and still accepted
 	run --separate-stderr pcache flush --verify-data "$CACHE" "$BACK"
@@ -325,9 +325,9 @@ pcache flush: hint: run 'pcache fsck -n $CACHE' for details" ] || die "stderr: '
 	full_flush
 	run --separate-stderr pcache flush --no-verify-data "$CACHE" "$BACK"
 	assert_status 0
-	[ "$output" = "7532544/7532544 bytes written back" ] || die "stdout: '$output'"
+	[ "$output" = "7.18 MiB (7532544 bytes) written back" ] || die "stdout: '$output'"
 	run --separate-stderr pcache info "$CACHE"
-	assert_field dirty_bytes 0
+	assert_field dirty_bytes "0 bytes"
 	# the backing is the intact flush's but for the inverted byte
 	[ "$(cmp -l "$FULL" "$BACK" | wc -l)" -eq 1 ] || die "differs in $(cmp -l "$FULL" "$BACK" | wc -l) bytes"
 	off=$(cmp -l "$FULL" "$BACK" | awk '{ print $1 - 1 }')

@@ -373,7 +373,7 @@ assert r['erased'] == [{'signature': 'swap', 'kind': 'swap area', 'uuid': '$uuid
 	assert_field dirty_tail 0:0
 	assert_field key_tail 0:0
 	assert_field live_keys 0
-	assert_field dirty_bytes 0
+	assert_field dirty_bytes "0 bytes"
 	assert_field data_crc true
 }
 
@@ -485,7 +485,7 @@ assert r['key_head'] == {'cache_seg': 0, 'seg_off': 0}, r
 	run --separate-stderr pcache info "$img"
 	assert_status 0
 	assert_field health ok
-	assert_field device_size "1073741824 (1.00 GiB)"
+	assert_field device_size "1.00 GiB (1073741824 bytes)"
 	assert_field data_crc true
 }
 

@@ -17,7 +17,7 @@ info_json() {
 	assert_status 0
 	[ -z "$stderr" ] || die "stderr: '$stderr'"
 	assert_field device "$fx"
-	assert_field device_size "1071644672 (1022.00 MiB)"
+	assert_field device_size "1022.00 MiB (1071644672 bytes)"
 	assert_field sb_flags 0
 	assert_field seg_total 63
 	assert_field cache_segs 63
@@ -30,8 +30,8 @@ info_json() {
 	assert_field data_crc false
 	assert_field cache_mode writeback
 	assert_field live_keys 0
-	assert_field dirty_bytes 0
-	assert_field clean_bytes 0
+	assert_field dirty_bytes "0 bytes"
+	assert_field clean_bytes "0 bytes"
 	assert_field health ok
 }
 
@@ -60,8 +60,8 @@ info_json() {
 	assert_field data_crc true
 	assert_field cache_mode writeback
 	assert_field live_keys 1839
-	assert_field dirty_bytes 7532544
-	assert_field clean_bytes 0
+	assert_field dirty_bytes "7.18 MiB (7532544 bytes)"
+	assert_field clean_bytes "0 bytes"
 	assert_field health ok
 }
 

@@ -12,7 +12,7 @@ DIRTY=kernel-dirty-300w.pmem
 BACK=kernel-dirty-300w.back
 # md5 of the logical device the dirty image serves (tests/fixtures/LOGICAL.md5)
 MD5_DIRTY_LOGICAL=$(awk -v n="$DIRTY" '$2 == n { print $1 }' "$BATS_TEST_DIRNAME/../fixtures/LOGICAL.md5")
-SUMMARY_DIRTY="live keys 1839, dirty bytes 7532544, clean bytes 0, segments used 3, key_head 0:76784, dirty_tail 0:0, key_tail 0:0"
+SUMMARY_DIRTY="live keys 1839, dirty 7.18 MiB (7532544 bytes), clean 0 bytes, segments used 3, key_head 0:76784, dirty_tail 0:0, key_tail 0:0"
 
 # fixture NAME: a writable sparse copy in the test's tmpdir, path in $img.
 fixture() {
@@ -70,7 +70,7 @@ print(eval(sys.argv[2]))' "$1" "$2"
 	run --separate-stderr "$PCACHE" replay "$img"
 	[ "$status" -eq 0 ]
 	[ "${#lines[@]}" -eq 2 ]
-	[ "${lines[1]}" = "live keys 0, dirty bytes 0, clean bytes 0, segments used 1, key_head 0:0, dirty_tail 0:0, key_tail 0:0" ]
+	[ "${lines[1]}" = "live keys 0, dirty 0 bytes, clean 0 bytes, segments used 1, key_head 0:0, dirty_tail 0:0, key_tail 0:0" ]
 	run --separate-stderr "$PCACHE" replay --json "$img"
 	[ "$status" -eq 0 ]
 	echo "$output" >"$BATS_TEST_TMPDIR/r.json"
@@ -248,7 +248,7 @@ f.seek(16416); f.write(r)' "$1" "$2"
 	flip_byte "$img" $((20480 + 12288 + 100))
 	run --separate-stderr "$PCACHE" replay "$img"
 	[ "$status" -eq 4 ]
-	[ "${lines[-1]}" = "live keys 0, dirty bytes 0, clean bytes 0, segments used 1, key_head 0:0, dirty_tail 0:0, key_tail 0:0" ]
+	[ "${lines[-1]}" = "live keys 0, dirty 0 bytes, clean 0 bytes, segments used 1, key_head 0:0, dirty_tail 0:0, key_tail 0:0" ]
 	[[ "$stderr" == *"warning: the log ends early at 0:0: kset checksum mismatch"* ]]
 	run --separate-stderr "$PCACHE" replay --json "$img"
 	[ "$status" -eq 4 ]

@@ -191,10 +191,10 @@ nbdkit_pid() {
 	# the background writeback empties the dirty region within seconds
 	for _ in $(seq 100); do
 		run --separate-stderr pcache info "$c"
-		[ "$(field dirty_bytes)" = 0 ] && break
+		[ "$(field dirty_bytes)" = "0 bytes" ] && break
 		sleep 0.1
 	done
-	assert_field dirty_bytes 0
+	assert_field dirty_bytes "0 bytes"
 	stop_serve
 	[ "$SERVE_STATUS" -eq 0 ] || die "serve exited $SERVE_STATUS"
 	[ "$(md5 "$b")" = "$MD5_DIRTY_LOGICAL" ] || die "backing md5 $(md5 "$b") after writeback"

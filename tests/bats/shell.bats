@@ -72,7 +72,7 @@ teardown() {
 	mkdir -p "$home"
 	tmux_start env HOME="$home" TERM=xterm "$PCACHE" shell "$fx"
 	tmux_wait '^pcache> $'
-	assert_contains "$(tmux_screen)" "pcache shell on $fx (read-only"
+	assert_contains "$(tmux_screen)" "pcache shell on $fx: read-only, 1022.00 MiB (1071644672 bytes)"
 	tmux_type sb Enter
 	tmux_wait '^seg_num +63$'
 	tmux_wait '^magic +0x65b05efa96c596ef \(pcache\)$'
@@ -189,7 +189,7 @@ teardown() {
 	assert_status 0
 	grep -qE '^verdict +valid$' <<<"$output" || die "key verdict: $output"
 	grep -qE "^data +@$SEG1_DATA$" <<<"$output" || die "key data offset: $output"
-	grep -qE '^kset 0:0 @32768: crc (0x[0-9a-f]{8}), computed \1 over 5140 bytes: ok$' <<<"$output" ||
+	grep -qE '^kset 0:0 @32768: crc (0x[0-9a-f]{8}), computed \1 over 5.02 KiB \(5140 bytes\): ok$' <<<"$output" ||
 		die "crc: $output"
 }
 
