@@ -13,7 +13,7 @@
 #include "verdict.h"
 
 static const char usage_text[] =
-	"usage: pcache fsck [-n | -p | -y | --repair] [-f] [--no-verify-data]\n"
+	"usage: pcache fsck [-n | -p | -y | --repair] [-f] [--no-verify-data] [--salvage]\n"
 	"                   [--backing PATH | --backing-size SIZE] [--undo FILE]\n"
 	"                   [--json [-u]] [-q] [-v] DEV\n\n"
 	"Checks every structure the kernel reads when it loads DEV, and more, and says\n"
@@ -26,6 +26,8 @@ static const char usage_text[] =
 	"  --repair             on a terminal: ask before each fix; without one: as -p,\n"
 	"                       and name what needs -y (none of these, on a terminal: ask)\n"
 	"  --dry-run            with -p/-y: print the fixes, write nothing\n"
+	"  --salvage            with -y/--repair: keep the valid ksets behind a damaged\n"
+	"                       kset, where the kernel ends the log (beyond the kernel)\n"
 	"  --undo FILE          save every byte range before it is overwritten (pcache undo)\n"
 	"  -f, --force          check a device in use; repair over bad blocks\n"
 	"  --no-verify-data     skip the data checksums the kernel checks at load (then the\n"
@@ -43,6 +45,7 @@ static json_object *plan_json(const struct pcm_repair_plan *plan);
 
 #define SHOW_PER_CODE 20u      /* text: problem lines shown per code */
 #define KEEP_PER_CODE 1000u    /* JSON: problems kept per code */
+#define SHOW_RANGES 20u        /* text without -v: lost ranges shown */
 
 struct fsck_state {
 	const char *dev;
@@ -57,7 +60,7 @@ enum fsck_mode { MODE_CHECK, MODE_PREEN, MODE_YES, MODE_ASK };
 
 struct fsck_args {
 	enum fsck_mode mode;
-	bool mode_set, dry_run, force;
+	bool mode_set, dry_run, force, salvage;
 	bool repair_word;          /* --repair: ask on a terminal, else preen and say what is left */
 	const char *undo;
 	struct pcm_check_opts o;
@@ -200,6 +203,35 @@ static void summary_json(struct fsck_state *s, const struct pcm_check_result *r,
 }
 
 
+/* Valid ksets the log ends before, as the kernel's does; --salvage keeps them. */
+static json_object *behind_json(const struct pcm_repair_plan *plan)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ksets", cli_json_u64(plan->behind_ksets));
+	json_object_object_add(o, "keys", cli_json_u64(plan->behind_keys));
+	return o;
+}
+
+/* null when the log could not be read before the repair */
+static json_object *ranges_json(const struct pcm_repair_plan *plan, const struct pcm_range *v,
+				uint64_t n)
+{
+	json_object *a;
+
+	if (!plan->lost_ranges_known)
+		return NULL;
+	a = json_object_new_array();
+	for (uint64_t i = 0; i < n; i++) {
+		json_object *r = json_object_new_object();
+
+		json_object_object_add(r, "offset", cli_json_hex(v[i].off, cli.human));
+		json_object_object_add(r, "length", cli_json_size(v[i].len));
+		json_object_array_add(a, r);
+	}
+	return a;
+}
+
 static json_object *plan_json(const struct pcm_repair_plan *plan)
 {
 	json_object *o = json_object_new_object(), *acts = json_object_new_array();
@@ -221,6 +253,15 @@ static json_object *plan_json(const struct pcm_repair_plan *plan)
 	json_object_object_add(o, "lost_keys", cli_json_u64(plan->lost_keys));
 	json_object_object_add(o, "lost_dirty_bytes", cli_json_size(plan->lost_dirty_bytes));
 	json_object_object_add(o, "lost_ksets", cli_json_u64(plan->lost_ksets));
+	json_object_object_add(o, "dropped_behind_damage", behind_json(plan));
+	json_object_object_add(o, "lost_bytes", plan->lost_ranges_known ?
+			       cli_json_size(plan->lost_bytes) : NULL);
+	json_object_object_add(o, "lost_ranges", ranges_json(plan, plan->lost_ranges,
+							    plan->nlost_ranges));
+	json_object_object_add(o, "suspect_bytes", plan->lost_ranges_known ?
+			       cli_json_size(plan->suspect_bytes) : NULL);
+	json_object_object_add(o, "suspect_ranges", ranges_json(plan, plan->suspect_ranges,
+							       plan->nsuspect_ranges));
 	json_object_object_add(o, "remaining_problems", cli_json_u64(plan->after.problems));
 	json_object_object_add(o, "kernel_verdict_after",
 			       json_object_new_string(verdict_str(plan->after.verdict)));
@@ -260,6 +301,52 @@ static bool ask(const struct pcm_problem *p, const char *what, void *arg)
 	return false;
 }
 
+static void ranges_text(const struct pcm_range *v, uint64_t n)
+{
+	for (uint64_t i = 0; i < n && (cli.verbose || i < SHOW_RANGES); i++)
+		printf("  %" PRIu64 " +%" PRIu64 "\n", v[i].off, v[i].len);
+	if (!cli.verbose && n > SHOW_RANGES)
+		printf("  ... %" PRIu64 " more (-v or --json lists them all)\n", n - SHOW_RANGES);
+}
+
+/* Which bytes lose their newest version (-v: all of them), and what --salvage would keep. */
+static void lost_ranges_text(const struct fsck_state *s, const struct pcm_repair_plan *plan)
+{
+	const char *verb = s->dry_run ? "would lose" : "lost";
+
+	if (!plan->lost_ranges_known && (plan->lost_keys || plan->lost_ksets))
+		printf("%s: which byte ranges lose their newest version is not known (the log "
+		       "could not be read before the repair)\n", s->dev);
+	if (plan->nlost_ranges) {
+		printf("%s: %s in %s %s their newest version (reads there return older cached "
+		       "data or the backing device):\n", s->dev,
+		       cli_fmt_bytes(plan->lost_bytes, (char[64]){ 0 }, 64),
+		       CLI_COUNT(plan->nlost_ranges, "range", "ranges"), verb);
+		ranges_text(plan->lost_ranges, plan->nlost_ranges);
+	}
+	if (plan->nsuspect_ranges) {
+		printf("%s: %s in %s probably %s their newest version%s (the keys of the "
+		       "corrupt ksets, read without trusting them):\n", s->dev,
+		       cli_fmt_bytes(plan->suspect_bytes, (char[64]){ 0 }, 64),
+		       CLI_COUNT(plan->nsuspect_ranges, "range", "ranges"), verb,
+		       plan->nlost_ranges ? " too" : "");
+		ranges_text(plan->suspect_ranges, plan->nsuspect_ranges);
+	}
+	if (plan->lost_ranges_known && !plan->nlost_ranges && !plan->nsuspect_ranges &&
+	    (plan->lost_keys || plan->lost_ksets))
+		printf("%s: no byte range loses its newest version that the log shows (what "
+		       "the lost %s held was overwritten later or could not be read)\n", s->dev,
+		       plan->lost_keys ? "keys" : "corrupt ksets");
+	fflush(stdout);   /* the hint after the lines it is about */
+	if (plan->behind_ksets)
+		cli_hint("%" PRIu64 " valid kset%s (%s) behind the damage %s dropped, as the "
+			 "kernel drops them; 'pcache fsck -y --salvage%s %s' keeps them instead, "
+			 "beyond the kernel (ranges the damaged kset held then show older data)",
+			 plan->behind_ksets, plan->behind_ksets == 1 ? "" : "s",
+			 CLI_COUNT(plan->behind_keys, "key", "keys"),
+			 plan->behind_ksets == 1 ? "is" : "are", s->opts, s->dev);
+}
+
 static void plan_text(const struct fsck_state *s, const struct pcm_repair_plan *plan)
 {
 	const struct pcm_check_result *b = &plan->before, *a = &plan->after;
@@ -281,7 +368,10 @@ static void plan_text(const struct fsck_state *s, const struct pcm_repair_plan *
 		       CLI_COUNT(plan->lost_keys, "key", "keys"),
 		       CLI_BYTES(plan->lost_dirty_bytes),
 		       CLI_COUNT(plan->lost_ksets, "corrupt kset", "corrupt ksets"),
-		       plan->lost_keys || plan->lost_ksets ? " (they were unusable)" : "");
+		       plan->behind_keys || (!plan->lost_keys && !plan->lost_ksets) ? "" :
+		       " (they were unusable)");
+	if (plan->nact || plan->lost_keys || plan->lost_ksets)
+		lost_ranges_text(s, plan);
 	printf("%s: %s found, %s %s; %s %s; %s\n", s->dev,
 	       CLI_COUNT(b->problems, "problem", "problems"),
 	       CLI_COUNT(plan->nact, "change", "changes"),
@@ -402,6 +492,7 @@ static int repair(struct fsck_state *s, struct fsck_args *a)
 		.ask = ask, .report = report, .arg = s, .force = a->force,
 		/* a person at the prompt decides; -y and -p need -f for it */
 		.keep_seg_num = a->mode != MODE_ASK && !a->force,
+		.salvage = a->salvage,
 	};
 	struct pcm_repair_plan *plan = NULL;
 	struct pcm_dev *dev;
@@ -460,7 +551,7 @@ static int set_mode(struct fsck_args *a, enum fsck_mode m)
 	return -2;
 }
 
-enum { OPT_DRY_RUN = 256, OPT_UNDO, OPT_REPAIR };
+enum { OPT_DRY_RUN = 256, OPT_UNDO, OPT_REPAIR, OPT_SALVAGE };
 
 static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_verdict_opts *v)
 {
@@ -472,6 +563,7 @@ static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_ver
 		{ "force", no_argument, NULL, 'f' },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "undo", required_argument, NULL, OPT_UNDO },
+		{ "salvage", no_argument, NULL, OPT_SALVAGE },
 		VERDICT_LONGOPTS, REPORT_LONGOPTS, COMMON_LONGOPTS, { 0 }
 	};
 	int c, rc = -2;
@@ -486,6 +578,7 @@ static int parse_opts(int argc, char **argv, struct fsck_args *a, struct cli_ver
 		case 'f': a->force = true; break;
 		case OPT_DRY_RUN: a->dry_run = true; break;
 		case OPT_UNDO: a->undo = optarg; break;
+		case OPT_SALVAGE: a->salvage = true; break;
 		default:
 			rc = cli_verdict_opt(v, c, optarg);
 			if (rc != -1)
@@ -523,9 +616,9 @@ static int parse(int argc, char **argv, struct fsck_args *a, struct fsck_state *
 		a->mode = tty ? MODE_ASK : MODE_PREEN;
 	else if (!a->mode_set)
 		a->mode = tty ? MODE_ASK : MODE_CHECK;
-	if (a->mode == MODE_CHECK && (a->undo || a->dry_run))
-		return cli_usage_error("--undo and --dry-run go with -p, -y, --repair or the "
-				       "interactive mode");
+	if (a->mode == MODE_CHECK && (a->undo || a->dry_run || a->salvage))
+		return cli_usage_error("--undo, --dry-run and --salvage go with -p, -y, --repair "
+				       "or the interactive mode");
 	s->dev = argv[optind];
 	hint_opts(s, a);
 	return cli_backing_resolve(&s->v.backing, s->dev);

@@ -95,6 +95,8 @@ void act_end(struct rplan *r)
 	r->plan->lost_keys += r->cur->lost_keys;
 	r->plan->lost_dirty_bytes += r->cur->lost_dirty_bytes;
 	r->plan->lost_ksets += r->cur->lost_ksets;
+	r->plan->behind_ksets += r->cur->behind_ksets;
+	r->plan->behind_keys += r->cur->behind_keys;
 	r->cur = NULL;
 }
 
@@ -152,6 +154,8 @@ static int plan_passes(struct rplan *r, struct pcm_check_result *last, bool *fre
 			break;
 		n = fix_meta(r);
 		if (n == 0)
+			n = lost_baseline(r, r->ov);
+		if (n == 0)
 			n = fix_log(r);
 		if (n <= 0) {
 			rc = n;
@@ -175,9 +179,15 @@ int pcm_repair_plan(struct pcm_dev *dev, const struct pcm_repair_opts *o,
 	rc = pcm_dev_overlay(dev, &r.plan->ov);
 	r.ov = r.plan->ov;
 	if (!rc)
+		rc = lost_baseline(&r, dev);
+	if (!rc)
 		rc = plan_passes(&r, &r.plan->after, &fresh);
 	if (!rc && !fresh)
 		rc = recheck(&r, &r.plan->after);
+	if (!rc)
+		rc = lost_ranges(&r);
+	else
+		lost_ranges(&r);   /* frees the baseline */
 	free(r.probs);
 	free(r.seen);
 	if (rc) {
@@ -196,6 +206,8 @@ void pcm_repair_plan_free(struct pcm_repair_plan *p)
 		return;
 	pcm_dev_close(p->ov);
 	free(p->act);
+	free(p->lost_ranges);
+	free(p->suspect_ranges);
 	free(p);
 }
 

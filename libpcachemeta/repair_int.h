@@ -22,6 +22,9 @@ struct rplan {
 	uint64_t *kgen;             /* fix_meta pass: highest key seg_gen per cseg */
 	uint32_t nkgen;
 	bool kgen_done;
+	/* the log as far as it reads before any log fix (repair_lost.c) */
+	struct pcm_cache *base_c;
+	struct pcm_replay *base_r;
 };
 
 /*
@@ -44,5 +47,13 @@ int tail_write(struct pcm_dev *dev, int which, struct pcm_pos pos);
 
 int fix_meta(struct rplan *r);     /* returns the number of actions taken, or -errno */
 int fix_log(struct rplan *r);
+/*
+ * The baseline of lost_ranges: the log of dev as far as it can be read.  Taken
+ * from the device first; if it cannot be read there (a superblock to fix, say),
+ * from the overlay just before the first log fix.  -ENOMEM only.
+ */
+int lost_baseline(struct rplan *r, struct pcm_dev *dev);
+/* Fills the plan's lost ranges against the baseline; frees it.  -ENOMEM only. */
+int lost_ranges(struct rplan *r);
 
 #endif

@@ -32,6 +32,7 @@ struct lfix {
 	uint32_t len;
 	size_t cap;
 	uint64_t kept_ksets, kept_keys, dropped, dropped_dirty, salvaged_ksets, lost_corrupt;
+	uint64_t behind_ksets, behind_keys;  /* valid ksets behind damage, dropped without salvage */
 	uint64_t slack, grown;     /* bytes the rebuilt part may grow by (split keys), and did */
 	struct pcm_pos map_from[2];  /* dirty_tail old -> new, if it moves */
 };
@@ -340,28 +341,44 @@ static bool salvage_new(struct lfix *f, struct pcm_pos at, struct pcm_pos q)
 }
 
 /*
- * Where valid ksets go on behind a LAST kset at `at` written over a kset of
- * n keys (1 to 128): what a damaged kset's salvage looks for, from a LAST.
+ * Without salvage the log ends at damage as the kernel's does (§6.4): the valid
+ * ksets from q on are dropped, and counted so that the plan can say what a
+ * salvage would keep.
  */
-static bool salvage_behind_last(struct lfix *f, struct pcm_pos at, struct pcm_pos *q)
+static void drop_behind(struct lfix *f, struct pcm_pos q, bool dirty)
 {
 	struct pcm_walk *w = malloc(sizeof(*w));
-	bool found = false;
+	enum pcm_walk_event ev;
 
-	for (uint32_t n = 1; w && !found && n <= PCM_KSET_KEYS_MAX; n++) {
-		enum pcm_walk_event ev;
-
-		*q = (struct pcm_pos){ at.cseg, at.seg_off + PCM_KSET_HDR_SIZE + PCM_KEY_SIZE * n };
-		if (q->seg_off >= PCM_DATA_SIZE)
-			break;
-		pcm_walk_init(w, f->c, *q);
+	if (!w)
+		return;
+	pcm_walk_init(w, f->c, q);
+	do {
+		dirty = dirty || pcm_pos_eq(w->has_next ? w->next : w->pos, f->c->dirty_tail.pos);
 		ev = pcm_walk_next(w);
-		if (ev == PCM_WALK_END && w->stop == PCM_STOP_TERMINATOR)
-			break;
-		found = ev == PCM_WALK_KSET;
-	}
+		for (unsigned i = 0; ev == PCM_WALK_KSET && dirty && i < w->hdr.key_num; i++) {
+			struct pcm_key k;
+
+			pcm_walk_key(w, i, &k);
+			if (!(k.flags & PCM_KEY_F_CLEAN))
+				f->dropped_dirty += k.len;
+		}
+	} while (ev == PCM_WALK_KSET || w->stop == PCM_STOP_NONE);
+	f->behind_ksets += w->ksets;
+	f->behind_keys += w->keys;
 	free(w);
-	return found;
+}
+
+/* Goes on at q (salvage, or our own torn splice at end, §13.4), or drops what follows. */
+static int follow(struct lfix *f, struct pcm_pos end, struct pcm_pos q, bool dirty)
+{
+	struct pcm_pos t;
+
+	if (!f->r->o->salvage && !pcm_walk_torn_splice(f->c, end, &t)) {
+		drop_behind(f, q, dirty);
+		return 0;
+	}
+	return 1;
 }
 
 /*
@@ -411,11 +428,12 @@ static int rebuild_past(struct lfix *f, struct rebuild *rb, struct pcm_walk *w,
 	}
 	if (ev == PCM_WALK_LAST && f->bad_hop[w->next.cseg]) {
 		f->lost_corrupt++;   /* the LAST itself, and what it was written over */
-		return salvage_behind_last(f, w->pos, q);
+		return pcm_walk_behind_last(f->c, w->pos, q) && follow(f, w->pos, *q, rb->dirty);
 	}
 	if (ev == PCM_WALK_END && w->stop != PCM_STOP_TERMINATOR) {
 		f->lost_corrupt++;
-		if (!pcm_walk_salvage(f->c, w->pos, q) || !salvage_new(f, w->pos, *q))
+		if (!pcm_walk_salvage(f->c, w->pos, q) || !salvage_new(f, w->pos, *q) ||
+		    !follow(f, w->pos, *q, rb->dirty))
 			return 0;
 		f->used[q->cseg] = 1;   /* a LAST's target: never the new home */
 		return 1;
@@ -657,6 +675,15 @@ static const char *plural(uint64_t n)
 	return n == 1 ? "" : "s";
 }
 
+static const char *behind_text(const struct lfix *f, char *buf, size_t len)
+{
+	buf[0] = 0;
+	if (f->behind_ksets)
+		snprintf(buf, len, "; %llu valid kset%s behind the damage dropped, as the kernel "
+			 "drops them", (unsigned long long)f->behind_ksets, plural(f->behind_ksets));
+	return buf;
+}
+
 static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_problem *p0)
 {
 	int n = f->kept_ksets || rb->move_tails ? free_segment(f) : -1;
@@ -677,13 +704,15 @@ static int plan_splice(struct lfix *f, struct rebuild *rb, const struct pcm_prob
 		snprintf(how, sizeof(how), "rebuild it in free segment %d (%llu kset%s)", n,
 			 (unsigned long long)f->kept_ksets, plural(f->kept_ksets));
 	if (!act_begin(f->r, p0, "log from %u:%u: %s; %llu key%s dropped, %llu corrupt kset%s "
-		       "skipped", rb->p.cseg, rb->p.seg_off, how, (unsigned long long)f->dropped,
+		       "skipped%s", rb->p.cseg, rb->p.seg_off, how, (unsigned long long)f->dropped,
 		       plural(f->dropped), (unsigned long long)f->lost_corrupt,
-		       plural(f->lost_corrupt)))
+		       plural(f->lost_corrupt), behind_text(f, (char[128]){ 0 }, 128)))
 		return 0;
 	int rc = splice(f, rb, n);
 
-	f->r->cur->lost_keys = f->dropped + (n < 0 ? f->kept_keys : 0);
+	f->r->cur->behind_ksets = f->behind_ksets;
+	f->r->cur->behind_keys = f->behind_keys;
+	f->r->cur->lost_keys = f->dropped + f->behind_keys + (n < 0 ? f->kept_keys : 0);
 	f->r->cur->lost_dirty_bytes = f->dropped_dirty;
 	f->r->cur->lost_ksets = f->lost_corrupt + (n < 0 ? f->kept_ksets : 0);
 	act_end(f->r);

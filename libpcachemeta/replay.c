@@ -149,9 +149,69 @@ static int sum_extent(const struct pcm_extent *e, void *arg)
 	return 0;
 }
 
+/*
+ * Salvage (opt-in, beyond the kernel): where valid ksets go on after the walk
+ * ended on damage, behind a LAST that led into a segment without ksets, or
+ * behind a damaged kset.  Only forward in a segment or into a segment not yet
+ * on the log, so that it ends.
+ */
+static bool salvage_next(const struct pcm_cache *c, const struct pcm_replay *r,
+			 const struct pcm_walk *w, struct pcm_pos last_at, struct pcm_pos *q)
+{
+	bool hop = last_at.cseg != UINT32_MAX && w->pos.seg_off == 0 &&
+		   w->pos.cseg != last_at.cseg;
+
+	if (w->stop == PCM_STOP_TERMINATOR || w->stop >= PCM_FAIL_HOPS)
+		return false;
+	if (!(hop && pcm_walk_behind_last(c, last_at, q)) && !pcm_walk_salvage(c, w->pos, q))
+		return false;
+	if (q->cseg == w->pos.cseg && q->seg_off > w->pos.seg_off)
+		return true;
+	if (hop && q->cseg == last_at.cseg && q->seg_off > last_at.seg_off)
+		return true;
+	return q->cseg < c->n_segs && !(r->seg_used[q->cseg] & USE_LOG);
+}
+
+/*
+ * Salvage: the keys of the damaged kset at pos, read as if it were whole, go
+ * in as suspects, in their place in log order, when its header still makes
+ * sense and each key passes its own checks.
+ */
+static int replay_suspects(const struct pcm_cache *c, struct pcm_replay *r, struct pcm_pos pos,
+			   struct batch *b)
+{
+	uint8_t buf[PCM_KSET_SIZE_MAX];
+	uint64_t off = pcm_pos_dev_off(c, pos.cseg, pos.seg_off);
+	struct pcm_kset_hdr h;
+	int rc = 0;
+
+	if (PCM_DATA_SIZE - pos.seg_off < PCM_KSET_HDR_SIZE ||
+	    pcm_dev_read(c->dev, off, buf, PCM_KSET_HDR_SIZE))
+		return 0;
+	pcm_kset_hdr_decode(buf, &h);
+	if (h.magic != PCM_KSET_MAGIC || (h.flags & PCM_KSET_F_LAST) || !h.key_num ||
+	    h.key_num > PCM_KSET_KEYS_MAX || pcm_kset_size(&h) > PCM_DATA_SIZE - pos.seg_off ||
+	    pcm_dev_read(c->dev, off, buf, pcm_kset_size(&h)))
+		return 0;
+	for (unsigned i = 0; i < h.key_num && !rc; i++) {
+		struct pcm_key k;
+
+		pcm_key_decode(buf + PCM_KSET_HDR_SIZE + (size_t)i * PCM_KEY_SIZE, &k);
+		if (pcm_key_check(c, &k, false) != PCM_KEY_OK || k.seg_gen < c->gen[k.cseg] ||
+		    (k.flags & PCM_KEY_F_EMPTY))
+			continue;
+		rc = batch_add(r, b, &(struct pcm_extent){ .off = k.off, .seg_gen = k.seg_gen,
+			       .len = k.len, .cseg = k.cseg, .seg_off = k.seg_off,
+			       .flags = PCM_EXT_SUSPECT });
+	}
+	return rc;
+}
+
 static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *o,
 		       struct pcm_replay *r)
 {
+	struct pcm_pos last_at = { UINT32_MAX, 0 }, q;
+	uint64_t ksets = 0, keys = 0;
 	struct pcm_walk *w = malloc(sizeof(*w));
 	struct batch b = { 0 };
 	enum pcm_walk_event ev;
@@ -171,11 +231,21 @@ static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *
 			break;
 		if (ev == PCM_WALK_LAST) {
 			r->last_ksets++;
+			last_at = w->pos;
 			mark(r, w->next.cseg, USE_LOG);
 		} else if (ev == PCM_WALK_KSET) {
 			rc = replay_kset(c, o, r, w, dirty_zone, &b);
 			if (rc)
 				break;
+		} else if (ev == PCM_WALK_END && o->salvage && salvage_next(c, r, w, last_at, &q)) {
+			rc = replay_suspects(c, r, w->pos, &b);
+			if (rc)
+				break;
+			ksets += w->ksets;
+			keys += w->keys;
+			last_at.cseg = UINT32_MAX;
+			pcm_walk_init(w, c, q);
+			mark(r, q.cseg, USE_LOG);
 		} else {
 			break;
 		}
@@ -183,8 +253,8 @@ static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *
 	r->stop = w->stop;
 	r->err = w->err;
 	r->key_head = w->pos;
-	r->ksets = w->ksets;
-	r->keys = w->keys;
+	r->ksets = ksets + w->ksets;
+	r->keys = keys + w->keys;
 	if (ev == PCM_WALK_FAIL || rc > 0)
 		r->failed = true;
 	frc = batch_flush(r, &b);   /* what was replayed is indexed, even after a stop */

@@ -265,6 +265,17 @@ static bool goes_on_in(const struct pcm_cache *c, struct pcm_pos end, uint32_t c
 	return true;
 }
 
+int pcm_walk_torn_splice(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next)
+{
+	uint8_t buf[PCM_KSET_HDR_SIZE];
+	struct pcm_kset_hdr h;
+
+	if (pcm_dev_read(c->dev, pcm_pos_dev_off(c, end.cseg, end.seg_off), buf, sizeof(buf)))
+		return 0;
+	pcm_kset_hdr_decode(buf, &h);
+	return torn_last(&h) && goes_on_in(c, end, h.key_num, next);
+}
+
 int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next)
 {
 	uint8_t buf[PCM_KSET_HDR_SIZE];
@@ -308,6 +319,27 @@ int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_p
 		}
 	}
 	return 0;
+}
+
+bool pcm_walk_behind_last(const struct pcm_cache *c, struct pcm_pos at, struct pcm_pos *q)
+{
+	struct pcm_walk *w = malloc(sizeof(*w));
+	bool found = false;
+
+	for (uint32_t n = 1; w && !found && n <= PCM_KSET_KEYS_MAX; n++) {
+		enum pcm_walk_event ev;
+
+		*q = (struct pcm_pos){ at.cseg, at.seg_off + PCM_KSET_HDR_SIZE + PCM_KEY_SIZE * n };
+		if (q->seg_off >= PCM_DATA_SIZE)
+			break;
+		pcm_walk_init(w, c, *q);
+		ev = pcm_walk_next(w);
+		if (ev == PCM_WALK_END && w->stop == PCM_STOP_TERMINATOR)
+			break;
+		found = ev == PCM_WALK_KSET;
+	}
+	free(w);
+	return found;
 }
 
 bool pcm_walk_boundary_after(const struct pcm_cache *c, struct pcm_pos pos, struct pcm_pos *out)

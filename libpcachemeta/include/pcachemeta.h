@@ -398,6 +398,16 @@ const char *pcm_walk_stop_str(enum pcm_walk_stop s);
  */
 int pcm_walk_salvage(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next);
 /*
+ * Only the end a crash in one of fsck's splices leaves (§13.4): 1 and next =
+ * the rebuilt part the torn LAST at end was about to name, else 0.
+ */
+int pcm_walk_torn_splice(const struct pcm_cache *c, struct pcm_pos end, struct pcm_pos *next);
+/*
+ * Where valid ksets go on behind a LAST kset at `at` that was written over a
+ * kset of 1 to 128 keys (a LAST naming a data segment, §13.4): true and q.
+ */
+bool pcm_walk_behind_last(const struct pcm_cache *c, struct pcm_pos at, struct pcm_pos *q);
+/*
  * The one log chain that starts at some segment's data offset 0 (other than
  * exclude), that no other such chain leads to, and that ends at a terminator.
  */
@@ -432,6 +442,7 @@ enum pcm_extent_flags {
 	PCM_EXT_DIRTY    = 0x4,   /* key lies at or after dirty_tail and is not CLEAN */
 	PCM_EXT_CRC_BAD  = 0x8,   /* the key's data CRC did not match (verify_data) */
 	PCM_EXT_CRC_OK   = 0x10,  /* the key's data CRC was verified */
+	PCM_EXT_SUSPECT  = 0x20,  /* salvage: read from a kset that failed its checks */
 };
 
 struct pcm_extent {
@@ -471,6 +482,9 @@ const struct pcm_extent *pcm_index_lookup(const struct pcm_index *idx, uint64_t 
 struct pcm_replay_opts {
 	bool verify_data;          /* check data CRCs as the kernel does at load */
 	bool keep_going;           /* on a bad key: record it, skip it, go on */
+	/* Beyond the kernel: on at the valid ksets behind a damaged one (pcm_walk_salvage,
+	 * pcm_walk_behind_last), to see the log as far as it can be read. */
+	bool salvage;
 	/* Called for each key in log order (after decode checks), may be NULL. */
 	int (*on_key)(const struct pcm_walk *w, unsigned i, const struct pcm_key *k,
 		      enum pcm_key_verdict v, bool stale, bool dirty, void *arg);
@@ -673,10 +687,13 @@ enum pcm_repair_mode {
 struct pcm_repair_action {
 	enum pcm_problem_code code;    /* the problem it fixes */
 	char where[64];
-	char what[200];                /* what changes, for people */
-	uint64_t lost_keys;            /* keys this action gives up (never recoverable ones only) */
+	char what[320];                /* what changes, for people */
+	uint64_t lost_keys;            /* keys this action gives up */
 	uint64_t lost_dirty_bytes;
 	uint64_t lost_ksets;           /* corrupt ksets skipped (their keys cannot be read) */
+	/* valid ksets behind log damage that end with the log, as in the kernel; a
+	 * repair with salvage keeps them (their keys are in lost_keys) */
+	uint64_t behind_ksets, behind_keys;
 	uint64_t first_write, nwrites; /* its writes in the overlay's write log */
 };
 
@@ -696,6 +713,13 @@ struct pcm_repair_opts {
 	 * the data in them, are gone.  The plan then says so in held_seg_num.
 	 */
 	bool keep_seg_num;
+	/*
+	 * Beyond the kernel: keep the valid ksets behind a damaged kset (a log
+	 * the kernel would end there).  Ranges whose newest version was in the
+	 * damaged kset then show older data, from a later point in time than the
+	 * rest of the log, which is why it is not the default.
+	 */
+	bool salvage;
 };
 
 struct pcm_repair_plan {
@@ -703,7 +727,25 @@ struct pcm_repair_plan {
 	struct pcm_repair_action *act;
 	uint64_t nact;
 	struct pcm_check_result before, after;
+	/* sums of the actions', but lost_dirty_bytes: with lost_ranges_known, the dirty
+	 * bytes among lost_ranges (data not yet written back that no key holds now) */
 	uint64_t lost_keys, lost_dirty_bytes, lost_ksets;
+	uint64_t behind_ksets, behind_keys;
+	/*
+	 * Logical byte ranges whose newest readable version the repair gives up
+	 * (reads there return older cached data or the backing device): the
+	 * extents of the log read as far as it goes (every valid kset, damaged
+	 * ones skipped, data CRCs not trusted) that the repaired log no longer
+	 * maps to the same data.  lost_ranges_known is false when the log could
+	 * not be read before the repair.
+	 */
+	struct pcm_range { uint64_t off, len; } *lost_ranges;
+	uint64_t nlost_ranges, lost_bytes;
+	/* The same for the keys of damaged ksets, read without trusting them: the
+	 * ranges they probably held (their newest version is lost too). */
+	struct pcm_range *suspect_ranges;
+	uint64_t nsuspect_ranges, suspect_bytes;
+	bool lost_ranges_known;
 	bool can_fix_all;              /* after.problems == 0 */
 	bool force;                    /* from pcm_repair_opts.force */
 	bool held_seg_num;             /* keep_seg_num kept a seg_num the device cannot hold */

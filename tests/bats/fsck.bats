@@ -19,7 +19,7 @@ Q1="Fix: rewrite replica 0 of cache_info replica 0 from replica 1 (seq 1 -> 2)? 
 P2="TAIL_REPLICA_BAD at key_tail replica 0: checksum mismatch; the kernel uses replica 1 (seq 2)."
 Q2="Fix: rewrite replica 0 of key_tail replica 0 from replica 1 (seq 2 -> 3)? [y/n/a/q] "
 P3="LOG_END_CORRUPT at kset 0:10288: kset checksum mismatch."
-Q3="Fix: log from 0:10288: rebuild it in free segment 3 (13 ksets); 0 keys dropped, 1 corrupt kset skipped? [y/n/a/q] "
+Q3="Fix: log from 0:10288: end the log there; 0 keys dropped, 1 corrupt kset skipped; 13 valid ksets behind the damage dropped, as the kernel drops them? [y/n/a/q] "
 
 
 # state FILE: its imgsum and its modification time (a write of the same bytes shows too).
@@ -210,12 +210,12 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	u="$BATS_TEST_TMPDIR/n.undo"
 	run --separate-stderr pcache fsck -n --undo "$u" "$img"
 	assert_status 16
-	[ "$stderr" = "pcache fsck: --undo and --dry-run go with -p, -y, --repair or the interactive mode (try 'pcache fsck --help')" ] ||
+	[ "$stderr" = "pcache fsck: --undo, --dry-run and --salvage go with -p, -y, --repair or the interactive mode (try 'pcache fsck --help')" ] ||
 		die "stderr '$stderr'"
 	assert_no_stdout
 	run --separate-stderr pcache fsck --undo "$u" "$img" </dev/null
 	assert_status 16
-	[ "$stderr" = "pcache fsck: --undo and --dry-run go with -p, -y, --repair or the interactive mode (try 'pcache fsck --help')" ] ||
+	[ "$stderr" = "pcache fsck: --undo, --dry-run and --salvage go with -p, -y, --repair or the interactive mode (try 'pcache fsck --help')" ] ||
 		die "stderr '$stderr'"
 	[ ! -e "$u" ] || die "an undo file was created"
 	[ "$(state "$img")" = "$before" ] || die "the image was written"
@@ -315,7 +315,7 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	[ "$(imgsum "$img")" != "$before" ] || die "nothing written"
 	run --separate-stderr pcache undo "$u" "$img"
 	assert_status 0
-	[ "$output" = "$img: 3 ranges restored from $u" ] || die "undo: '$output'"
+	[ "$output" = "$img: 2 ranges restored from $u" ] || die "undo: '$output'"
 	[ "$(imgsum "$img")" = "$before" ] || die "undo did not restore the image"
 }
 

@@ -140,6 +140,7 @@ build_case() {
 	local case=$1 dir=$2 recipe="$HERE/$1/image" kw rest base="" src rc n=0
 	local -a args
 	: >"$dir/opts"
+	: >"$dir/opts.y"
 	: >"$dir/env"
 	while read -r kw rest; do
 		n=$((n + 1))
@@ -188,6 +189,9 @@ build_case() {
 		fsck)
 			printf '%s\n' "${args[@]}" >>"$dir/opts"
 			;;
+		repair)
+			printf '%s\n' "${args[@]}" >>"$dir/opts.y"
+			;;
 		env)
 			if [ "${#args[@]}" -ne 1 ] || [[ "${args[0]}" != [A-Z]*=* ]]; then
 				echo "image line $n: env NAME=VALUE" >&2
@@ -212,6 +216,7 @@ fsck_run() {
 	local dir=$1 mode=$2 out=$3 rc
 	local -a opts envs
 	mapfile -t opts <"$dir/opts"
+	[ "$mode" = -y ] && mapfile -t -O "${#opts[@]}" opts <"$dir/opts.y"
 	mapfile -t envs <"$dir/env"
 	(cd "$dir" && env "${envs[@]}" timeout "$LIMIT" "$PCACHE" fsck "$mode" "${opts[@]}" image) \
 		>"$out" 2>&1 </dev/null

@@ -90,6 +90,8 @@ static uint8_t *content(struct pcm_dev *dev)
 }
 
 /* The content the log says, skipping kset `skip` (or none with -1), from the cache data. */
+#define SKIP_REST (-2)   /* skip_key: kset skip and every later one are lost */
+
 static uint8_t *expected(struct pcm_dev *dev, int skip, int skip_key)
 {
 	uint8_t *out = calloc(1, RANGE);
@@ -103,6 +105,8 @@ static uint8_t *expected(struct pcm_dev *dev, int skip, int skip_key)
 
 			if ((int)i == skip && (skip_key < 0 || (int)j == skip_key))
 				continue;
+			if (skip_key == SKIP_REST && skip >= 0 && (int)i >= skip)
+				continue;   /* the log ends at kset skip */
 			pcm_dev_read(dev, pcm_pos_dev_off(c, k->cseg, k->seg_off), out + k->off, k->len);
 		}
 	pcm_cache_close(c);
@@ -139,9 +143,8 @@ static void bad_key(struct pcm_dev *dev, unsigned i, unsigned j)
 
 /* Every prefix of the plan's writes, repaired again, ends with the same content. */
 static bool crash_points(struct pcm_dev *dev, const struct pcm_repair_plan *plan,
-			 const uint8_t *want, enum pcm_repair_mode mode)
+			 const uint8_t *want, struct pcm_repair_opts o)
 {
-	struct pcm_repair_opts o = { .mode = mode };
 	uint64_t n;
 	const struct pcm_ov_write *w = pcm_dev_overlay_writes(plan->ov, &n);
 	bool good = true;
@@ -177,6 +180,7 @@ struct damage {
 	void (*apply)(struct pcm_dev *dev);
 	int skip, skip_key;          /* what is lost for good */
 	enum pcm_repair_mode mode;
+	bool salvage;
 };
 
 static void d_kset_crc(struct pcm_dev *d) { flip(d, kset_off(5) + 24 + 40 * 3 + 9); }
@@ -281,12 +285,62 @@ static void test_torn_last(const char *base, const char *path)
 	pcm_dev_close(dev);
 }
 
+/* Per sector: 1 + (kset << 8 | key) of the newest key writing it, 0 for none. */
+static uint32_t *newest_writers(void)
+{
+	uint32_t *w = calloc(NSECT, sizeof(*w));
+
+	for (unsigned i = 0; w && i < nksets; i++)
+		for (unsigned j = 0; j < ksets[i].n; j++)
+			for (uint64_t s = ksets[i].k[j].off / SECT;
+			     s < (ksets[i].k[j].off + ksets[i].k[j].len) / SECT; s++)
+				w[s] = 1 + (i << 8 | j);
+	return w;
+}
+
+static bool in_ranges(const struct pcm_range *v, uint64_t n, uint64_t off)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (off >= v[i].off && off - v[i].off < v[i].len)
+			return true;
+	return false;
+}
+
+/*
+ * kset 5 corrupt (key 3's bytes flipped): the ranges a repair reports lost are
+ * exactly the sectors whose newest key is in a kset it drops (after 5, without
+ * salvage), and the suspect ranges cover those of kset 5's other keys.
+ */
+static void check_lost_ranges(const struct pcm_repair_plan *p, const struct damage *dm)
+{
+	uint32_t *w = newest_writers();
+	uint64_t bad_exact = 0, bad_suspect = 0;
+
+	for (uint64_t s = 0; w && s < NSECT; s++) {
+		unsigned ks = (w[s] - 1) >> 8, key = (w[s] - 1) & 0xff;
+		bool lost = w[s] && !dm->salvage && ks > 5;
+
+		if (lost != in_ranges(p->lost_ranges, p->nlost_ranges, s * SECT))
+			bad_exact++;
+		if (w[s] && ks == 5 && key != 3 &&
+		    !in_ranges(p->suspect_ranges, p->nsuspect_ranges, s * SECT))
+			bad_suspect++;
+	}
+	ok(w && p->lost_ranges_known && !bad_exact, "%s: the lost ranges are exactly the "
+	   "sectors whose newest key is dropped (%llu wrong, %llu ranges)", dm->name,
+	   (unsigned long long)bad_exact, (unsigned long long)p->nlost_ranges);
+	ok(w && p->nsuspect_ranges && !bad_suspect, "%s: the suspect ranges cover what the "
+	   "corrupt kset's readable keys held (%llu sectors missing)", dm->name,
+	   (unsigned long long)bad_suspect);
+	free(w);
+}
+
 static void run_case(const char *base, const char *path, const struct damage *dm)
 {
 	char cmd[600];
 	struct pcm_dev *dev;
 	struct pcm_repair_plan *plan;
-	struct pcm_repair_opts o = { .mode = dm->mode };
+	struct pcm_repair_opts o = { .mode = dm->mode, .salvage = dm->salvage };
 	struct pcm_check_result res;
 	uint8_t *want, *got;
 
@@ -303,7 +357,9 @@ static void run_case(const char *base, const char *path, const struct damage *dm
 		goto out;
 	ok(plan->nact > 0 && plan->after.problems == 0, "%s: %llu actions leave no problem",
 	   dm->name, (unsigned long long)plan->nact);
-	ok(crash_points(dev, plan, want, dm->mode), "%s: a repair cut short after any write is "
+	if (dm->apply == d_kset_crc)
+		check_lost_ranges(plan, dm);
+	ok(crash_points(dev, plan, want, o), "%s: a repair cut short after any write is "
 	   "finished by the next one", dm->name);
 	ok(!pcm_repair_apply(dev, plan, NULL), "%s: applied", dm->name);
 	got = content(dev);
@@ -322,13 +378,14 @@ int main(void)
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	char base[256], path[256];
 	const struct damage cases[] = {
-		{ "kset crc in the middle", d_kset_crc, 5, -1, PCM_REPAIR_ALL },
-		{ "cache_info both replicas", d_ci_both, -1, -1, PCM_REPAIR_ALL },
-		{ "key_tail both replicas", d_key_tail, -1, -1, PCM_REPAIR_ALL },
-		{ "key past its data area", d_bad_key, 7, 3, PCM_REPAIR_ALL },
-		{ "segment info replica (-p)", d_seginfo, -1, -1, PCM_REPAIR_SAFE },
-		{ "torn kset at the head", d_head, 0, -1, PCM_REPAIR_ALL },
-		{ "dirty_tail inside a kset (-p)", d_dirty_tail, -1, -1, PCM_REPAIR_SAFE },
+		{ "kset crc in the middle", d_kset_crc, 5, SKIP_REST, PCM_REPAIR_ALL, false },
+		{ "kset crc in the middle, salvaged", d_kset_crc, 5, -1, PCM_REPAIR_ALL, true },
+		{ "cache_info both replicas", d_ci_both, -1, -1, PCM_REPAIR_ALL, false },
+		{ "key_tail both replicas", d_key_tail, -1, -1, PCM_REPAIR_ALL, false },
+		{ "key past its data area", d_bad_key, 7, 3, PCM_REPAIR_ALL, false },
+		{ "segment info replica (-p)", d_seginfo, -1, -1, PCM_REPAIR_SAFE, false },
+		{ "torn kset at the head", d_head, 0, -1, PCM_REPAIR_ALL, false },
+		{ "dirty_tail inside a kset (-p)", d_dirty_tail, -1, -1, PCM_REPAIR_SAFE, false },
 	};
 	struct pcm_dev *dev;
 
