@@ -412,8 +412,8 @@ assert not bad, bad
 	"$CORRUPT" "$bad" sb-crc >/dev/null || die "corrupt failed"
 	start_serve "$bad" "$BACK" && die "served a cache with a bad superblock"
 	[ "$SERVE_STATUS" -eq 8 ] || die "serve exited $SERVE_STATUS"
-	[ "$(head -n 1 "$SERVE_ERR")" = "pcache serve: $bad: not a pcache device: superblock checksum mismatch" ] ||
-		die "error: $(cat "$SERVE_ERR")"
+	[ "$(cat "$SERVE_ERR")" = "pcache serve: $bad: corrupt pcache superblock: checksum mismatch
+pcache serve: hint: run 'pcache fsck -n $bad' for details" ] || die "error: $(cat "$SERVE_ERR")"
 	# a key the kernel's replay refuses
 	bad="$BATS_TEST_TMPDIR/key.pmem"
 	cp --sparse=always "$img" "$bad"
