@@ -11,7 +11,7 @@ void cli_err_busy(const char *path, const char *who)
 	char name[160], buf[192];
 
 	if (!who || !*who)
-		who = pcm_holder_str(pcm_dev_holder(path, name, sizeof(name)), name, buf,
+		who = pcm_holder_str(pcm_dev_busy_holder(path, name, sizeof(name)), name, buf,
 				     sizeof(buf));
 	if (!*who) {
 		cli_err(path, "cannot open: %s", cli_dev_strerror(-EBUSY));
