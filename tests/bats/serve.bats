@@ -495,6 +495,49 @@ pcache serve: hint: run 'pcache fsck -n $bad' for details" ] || die "error: $(ca
 	assert_status 0
 }
 
+# stopped_cleanly: the last server exited 0 and said exactly that it served and stopped.
+stopped_cleanly() {
+	[ "$SERVE_STATUS" -eq 0 ] || die "exit $SERVE_STATUS: $(cat "$SERVE_ERR")"
+	[ "$(cat "$SERVE_ERR")" = "$CACHE: serving $BACK at $URI; stop with Ctrl-C or SIGTERM
+$CACHE: stopped; the cache was closed cleanly" ] || die "stderr: $(cat "$SERVE_ERR")"
+}
+
+@test "serve: SIGINT twice, SIGHUP, TERM then INT, ^C to its process group twice: exit 0, a clean stop" {
+	new_pair 64M
+	local sigs s
+	for sigs in "INT INT" "HUP" "TERM INT"; do
+		start_serve "$CACHE" "$BACK" || die "serve failed: $(cat "$SERVE_ERR")"
+		for s in $sigs; do
+			kill "-$s" "$SERVE_PID" 2>/dev/null || true
+			sleep 0.02
+		done
+		SERVE_STATUS=0
+		wait "$SERVE_PID" || SERVE_STATUS=$?
+		SERVE_PID=""
+		stopped_cleanly || die "signals $sigs"
+	done
+	# a terminal's ^C reaches every process of the foreground group, twice
+	NSERVE=$((NSERVE + 1))
+	SERVE_ERR="$BATS_TEST_TMPDIR/serve.$NSERVE.err"
+	setsid "$PCACHE" serve "$CACHE" "$BACK" >"$BATS_TEST_TMPDIR/pg.uri" 2>"$SERVE_ERR" &
+	SERVE_PID=$!
+	for _ in $(seq 600); do
+		[ -s "$BATS_TEST_TMPDIR/pg.uri" ] && break
+		sleep 0.05
+	done
+	URI=$(head -n 1 "$BATS_TEST_TMPDIR/pg.uri")
+	[ -n "$URI" ] || die "serve did not start: $(cat "$SERVE_ERR")"
+	kill -INT -- "-$SERVE_PID"
+	sleep 0.02
+	kill -INT -- "-$SERVE_PID" 2>/dev/null || true
+	SERVE_STATUS=0
+	wait "$SERVE_PID" || SERVE_STATUS=$?
+	SERVE_PID=""
+	stopped_cleanly
+	run --separate-stderr pcache fsck -n "$CACHE"
+	assert_status 0
+}
+
 # ---- caches the kernel loads although they are damaged (issue 18 item 5) ----
 
 CONTENT="$PCACHE_BUILD/tests/content"
