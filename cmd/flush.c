@@ -113,6 +113,7 @@ static int precheck(const struct flush_args *a, uint64_t *dirty)
 {
 	struct pcm_check_opts o = { .backing_size = a->bk.size };
 	struct pcm_check_result r;
+	enum cli_sb_kind kind;
 	struct pcm_dev *dev;
 	char why[256];
 	int crc, rc = cli_open_dev(a->dev, PCM_DEV_RDONLY, &dev);
@@ -124,9 +125,11 @@ static int precheck(const struct flush_args *a, uint64_t *dirty)
 	if (!rc && (crc = pcm_check_run(dev, &o, &r))) {
 		cli_err(a->dev, "cannot check the metadata: %s", strerror(-crc));
 		rc = EXIT_OPERATIONAL;
-	} else if (!rc && r.not_pcache) {
-		cli_sb_words(dev, why, sizeof(why));
+	} else if (!rc && (kind = cli_sb_words(dev, why, sizeof(why))) != CLI_SB_OK) {
+		/* not a pcache device, or a truncated one: the words of every command */
 		cli_err(a->dev, "%s", why);
+		if (kind == CLI_SB_BAD)
+			cli_hint("run 'pcache fsck -n %s' for details", a->dev);
 		rc = EXIT_OPERATIONAL;
 	}
 	pcm_dev_close(dev);

@@ -477,9 +477,9 @@ static int busy_hint(const struct fsck_state *s, int rc, bool reading)
 
 	if (!reading)
 		return rc;
-	if (pcm_dev_holder(s->dev, name, sizeof(name)) > 0)
-		cli_hint("'pcache fsck -n -f %s' checks it anyway (a cache in use changes while it is "
-			 "read)", s->dev);
+	if (pcm_dev_busy_holder(s->dev, name, sizeof(name)) > 0)
+		cli_hint("'pcache fsck -n -f%s %s' checks it anyway (a cache in use changes while it "
+			 "is read)", s->opts, s->dev);
 	return rc;
 }
 

@@ -310,7 +310,7 @@ static int probe(struct entry *e)
 	e->holder_kind = rc > 0 ? rc : 0;
 	rc = pcm_dev_open(e->device, PCM_DEV_RDONLY, &dev);
 	if (rc) {
-		set_error(e, "cannot open: %s", cli_dev_strerror(rc));
+		set_error(e, "cannot open: %s", cli_open_strerror(e->device, rc));
 		return rc;
 	}
 	e->opened = true;

@@ -112,6 +112,45 @@ static int help(int argc, char **argv)
 }
 
 /*
+ * The errno of the first write to standard output that failed.  A command whose output
+ * outgrows the stdio buffer meets the error while it runs; by the end errno says
+ * something else, so the writes to a file or pipe go through out_write() to keep it.
+ */
+static int out_errno;
+
+static ssize_t out_write(void *cookie, const char *buf, size_t n)
+{
+	size_t done = 0;
+	ssize_t w;
+
+	(void)cookie;
+	while (done < n) {
+		w = write(STDOUT_FILENO, buf + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			if (!out_errno)
+				out_errno = errno;
+			return done ? (ssize_t)done : -1;
+		}
+		done += (size_t)w;
+	}
+	return (ssize_t)done;
+}
+
+/* Standard output through out_write(), unless it is a terminal (left as it is). */
+static void watch_stdout(void)
+{
+	FILE *f;
+
+	if (isatty(STDOUT_FILENO))
+		return;
+	f = fopencookie(NULL, "w", (cookie_io_functions_t){ .write = out_write });
+	if (f)
+		stdout = f;
+}
+
+/*
  * Output that never reached its file is a failure (coreutils' close_stdout): a full
  * disk or a closed pipe must not end in exit 0.  Returns rc with EXIT_OPERATIONAL
  * added when stdout could not be written.
@@ -121,9 +160,9 @@ static int finish_stdout(const char *cmd, int rc)
 	int err = 0;
 
 	if (fflush(stdout) != 0 || ferror(stdout))
-		err = errno ? errno : EIO;
+		err = out_errno ? out_errno : errno ? errno : EIO;
 	if (fclose(stdout) != 0 && !err)
-		err = errno ? errno : EIO;
+		err = out_errno ? out_errno : errno ? errno : EIO;
 	if (!err)
 		return rc;
 	if (cmd)
@@ -165,7 +204,10 @@ static int dispatch(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	int rc = dispatch(argc, argv);
+	int rc;
+
+	watch_stdout();
+	rc = dispatch(argc, argv);
 
 	errno = 0;
 	return finish_stdout(cli.cmd, rc);

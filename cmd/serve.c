@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "builtin.h"
+#include "verdict.h"
 
 #define PLUGIN_FILE "nbdkit-pcache-plugin.so"
 
@@ -135,6 +136,36 @@ static int parse(int argc, char **argv, struct serve_args *a)
 	return -2;
 }
 
+/*
+ * Before nbdkit opens anything, in the words of the other commands: the cache given as its
+ * own backing device (a usage error), a backing device that cannot be used, and a DEV that
+ * is not a pcache device or is truncated.  The plugin judges the rest as the kernel does.
+ */
+static int precheck(const struct serve_args *a)
+{
+	struct cli_backing bk = { 0 };
+	enum cli_sb_kind kind;
+	struct pcm_dev *dev;
+	char why[256];
+	int rc;
+
+	cli_backing_opt(&bk, a->backing, false);
+	rc = cli_backing_resolve(&bk, a->dev);
+	if (rc != -2)
+		return rc;
+	rc = cli_open_dev(a->dev, PCM_DEV_RDONLY | PCM_DEV_NOMAP, &dev);
+	if (rc)
+		return rc;
+	kind = cli_sb_words(dev, why, sizeof(why));
+	pcm_dev_close(dev);
+	if (kind == CLI_SB_OK)
+		return EXIT_OK;
+	cli_err(a->dev, "%s", why);
+	if (kind == CLI_SB_BAD)
+		cli_hint("run 'pcache fsck -n %s' for details", a->dev);
+	return EXIT_OPERATIONAL;
+}
+
 /* DEV and BACKING exist: nbdkit gets absolute paths (it may change directory). */
 static int resolve(struct serve_args *a)
 {
@@ -146,7 +177,7 @@ static int resolve(struct serve_args *a)
 		cli_err(a->backing, "cannot open: %s", strerror(errno));
 		return EXIT_OPERATIONAL;
 	}
-	return EXIT_OK;
+	return precheck(a);
 }
 
 /* The plugin built next to this binary, else $PCACHE_NBDKIT_PLUGIN, else nbdkit's own. */

@@ -315,6 +315,59 @@ int pcm_dev_holder(const char *path, char *name, size_t len)
 	return lock_holder(st.st_dev, st.st_ino, name, len);
 }
 
+/*
+ * A process other than us with the block device rdev open (a link in /proc/PID/fd): the
+ * likely holder of an O_EXCL open when sysfs and the mount table name none.  The kernel
+ * does not show which opener holds it exclusively; the first one found is named.
+ */
+static int block_opener(dev_t rdev, char *name, size_t len)
+{
+	DIR *proc = opendir("/proc"), *fds;
+	struct dirent *p, *f;
+	char path[96], comm[64];
+	struct stat st;
+	int pid, found = 0;
+
+	while (proc && !found && (p = readdir(proc))) {
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		pid = atoi(p->d_name);
+		if (pid == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%.16s/fd", p->d_name);
+		fds = opendir(path);
+		while (fds && !found && (f = readdir(fds))) {
+			if (f->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%.16s/fd/%.16s", p->d_name, f->d_name);
+			if (!stat(path, &st) && S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+				found = pid;
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (proc)
+		closedir(proc);
+	if (!found)
+		return PCM_HOLDER_NONE;
+	snprintf(path, sizeof(path), "/proc/%d/comm", found);
+	if (read_line(path, comm, sizeof(comm)) == 0)
+		snprintf(name, len, "%s (pid %d)", comm, found);
+	else
+		snprintf(name, len, "pid %d", found);
+	return PCM_HOLDER_PROCESS;
+}
+
+int pcm_dev_busy_holder(const char *path, char *name, size_t len)
+{
+	struct stat st;
+	int kind = pcm_dev_holder(path, name, len);
+
+	if (kind == PCM_HOLDER_NONE && !stat(path, &st) && S_ISBLK(st.st_mode))
+		kind = block_opener(st.st_rdev, name, len);
+	return kind;
+}
+
 const char *pcm_holder_str(int kind, const char *name, char *buf, size_t len)
 {
 	const char *what = kind == PCM_HOLDER_DM ? "dm device " :
@@ -332,7 +385,7 @@ static int busy(const char *path)
 {
 	char name[160];
 
-	pcm_holder_str(pcm_dev_holder(path, name, sizeof(name)), name, dev_errmsg,
+	pcm_holder_str(pcm_dev_busy_holder(path, name, sizeof(name)), name, dev_errmsg,
 		       sizeof(dev_errmsg));
 	return -EBUSY;
 }

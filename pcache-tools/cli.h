@@ -76,6 +76,8 @@ bool cli_same_device(const char *a, const char *b);
 int cli_backing_size(const char *path, uint64_t *size);
 /* Message for an errno from pcm_dev_open, with the device busy case spelled out. */
 const char *cli_dev_strerror(int err);
+/* The same for path: also a character device that is not a dax device (-EINVAL). */
+const char *cli_open_strerror(const char *path, int err);
 
 /* JSON helpers: every emitter writes an array at the top level. */
 json_object *cli_json_pos(struct pcm_pos p);

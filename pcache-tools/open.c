@@ -11,7 +11,7 @@ void cli_err_busy(const char *path, const char *who)
 	char name[160], buf[192];
 
 	if (!who || !*who)
-		who = pcm_holder_str(pcm_dev_holder(path, name, sizeof(name)), name, buf,
+		who = pcm_holder_str(pcm_dev_busy_holder(path, name, sizeof(name)), name, buf,
 				     sizeof(buf));
 	if (!*who) {
 		cli_err(path, "cannot open: %s", cli_dev_strerror(-EBUSY));
@@ -22,6 +22,15 @@ void cli_err_busy(const char *path, const char *who)
 	if (!strncmp(who, "dm device ", 10))
 		cli_hint("the kernel is using it: 'dmsetup remove %s' first ('pcache info' and "
 			 "'pcache list' can read it meanwhile)", who + 10);
+}
+
+const char *cli_open_strerror(const char *path, int err)
+{
+	struct stat st;
+
+	if (err == -EINVAL && !stat(path, &st) && S_ISCHR(st.st_mode))
+		return "a character device that is not a dax device";
+	return cli_dev_strerror(err);
 }
 
 int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev)
@@ -35,7 +44,7 @@ int cli_open_dev(const char *path, unsigned flags, struct pcm_dev **dev)
 	if (rc == -EBUSY)
 		cli_err_busy(path, pcm_dev_errmsg());
 	else if (rc == -EINVAL && !stat(path, &st) && S_ISCHR(st.st_mode))
-		cli_err(path, "cannot open: a character device that is not a dax device");
+		cli_err(path, "cannot open: %s", cli_open_strerror(path, rc));
 	else if (*pcm_dev_errmsg())
 		cli_err(path, "cannot open: %s (%s)", cli_dev_strerror(rc), pcm_dev_errmsg());
 	else
@@ -111,7 +120,11 @@ int cli_open_cache(const char *path, unsigned flags, struct pcm_dev **dev,
 	rc = pcm_cache_open(*dev, cache, &st);
 	if (rc == 0)
 		return EXIT_OK;
-	if (st.err == PCM_OPEN_IO) {
+	if (st.err == PCM_OPEN_IO && cli_sb_words(*dev, why, sizeof(why)) == CLI_SB_NOT_PCACHE) {
+		/* too small for a superblock: the words of every command, not the errno's */
+		cli_err(path, "%s", why);
+		hint = false;
+	} else if (st.err == PCM_OPEN_IO) {
 		cli_err(path, "cannot read metadata: %s", strerror(-rc));
 		hint = false;
 	} else if (st.err == PCM_OPEN_SB) {

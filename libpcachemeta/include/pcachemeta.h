@@ -878,7 +878,8 @@ enum pcm_holder_kind {
 	PCM_HOLDER_DM,           /* a device-mapper table: name is its dm name */
 	PCM_HOLDER_KERNEL,       /* another sysfs holder: name is its kernel name */
 	PCM_HOLDER_MOUNT,        /* a mounted filesystem: name is the mount point */
-	PCM_HOLDER_PROCESS,      /* a process holding a file lock: "COMM (pid N)" */
+	PCM_HOLDER_PROCESS,      /* a process holding a file lock (or, from
+				    pcm_dev_busy_holder(), a block device open): "COMM (pid N)" */
 };
 /*
  * Who holds path: for a block device its sysfs holders (a dm table first), else a
@@ -887,6 +888,12 @@ enum pcm_holder_kind {
  * pcm_dev_errmsg() "dm device NAME", "process COMM (pid N)", ... when it is held.
  */
 int pcm_dev_holder(const char *path, char *name, size_t len);
+/*
+ * Who holds path, after an open failed with -EBUSY: pcm_dev_holder(), and for a block
+ * device that names nobody, a process that has it open (the likely O_EXCL holder: the
+ * kernel does not say which opener that is).  Returns as pcm_dev_holder().
+ */
+int pcm_dev_busy_holder(const char *path, char *name, size_t len);
 /*
  * A holder in words, as the error lines name it: "dm device NAME", "kernel device NAME",
  * "a filesystem mounted on DIR", "process COMM (pid N)"; "" for PCM_HOLDER_NONE or an

@@ -182,7 +182,7 @@ static void pcache_dump_plugin(void)
 static void report_busy(const struct pce_error *err)
 {
 	char name[160], who[192];
-	int k = err->path ? pcm_dev_holder(err->path, name, sizeof(name)) : -EINVAL;
+	int k = err->path ? pcm_dev_busy_holder(err->path, name, sizeof(name)) : -EINVAL;
 
 	if (k > 0 && name[0])
 		nbdkit_error("%s: cannot open: in use by %s", err->path,

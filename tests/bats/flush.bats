@@ -152,10 +152,110 @@ stop() {
 	while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
 }
 
-# a failed test leaves no holder behind
+# a failed test leaves no holder, dm table or loop device behind
 teardown() {
 	[ -z "${SLEEPER:-}" ] || stop "$SLEEPER"
 	[ -z "${HOLDER:-}" ] || stop "$HOLDER"
+	[ -z "${FIRST:-}" ] || stop "$FIRST"
+	[ -z "${DM_NAME:-}" ] || dmsetup remove "$DM_NAME" 2>/dev/null || true
+	local l
+	for l in ${LOOPS:-}; do
+		losetup -d "$l" 2>/dev/null || true
+	done
+}
+
+# loopdev FILE: attaches FILE to a free loop device, LOOP (skips without root or a loop
+# device: O_EXCL holders exist only for block devices).  LOOPS lists them for teardown.
+loopdev() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root (loop devices)"
+	command -v losetup >/dev/null || skip "losetup is not installed"
+	LOOP=$(losetup -f --show "$1" 2>/dev/null) || skip "no loop device available (losetup -f failed)"
+	LOOPS="${LOOPS:-} $LOOP"
+}
+
+# hold_excl DEV: a python3 process holding the block device DEV open with O_EXCL, in the
+# background; its pid in HOLDER once it holds it.
+hold_excl() {
+	local ready="$BATS_TEST_TMPDIR/ready.$RANDOM"
+	python3 -c 'import os, sys, time
+os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
+print("held", flush=True)
+time.sleep(60)' "$1" >"$ready" &
+	HOLDER=$!
+	SLEEPER=
+	for _ in $(seq 100); do
+		[ -s "$ready" ] && return 0
+		sleep 0.05
+	done
+	die "python3 did not open $1 exclusively"
+}
+
+@test "flush: a block device another process opened O_EXCL names that process: exit 8 (root, loop)" {
+	setup_kernel_pair
+	local lc lb mc mb pid
+	mc=$(md5 "$CACHE")
+	mb=$(md5 "$BACK")
+	loopdev "$CACHE"
+	lc=$LOOP
+	loopdev "$BACK"
+	lb=$LOOP
+	hold_excl "$lc"
+	run --separate-stderr pcache flush "$lc" "$lb"
+	assert_status 8
+	assert_no_stdout
+	[ "$stderr" = "pcache flush: $lc: cannot open: in use by process python3 (pid $HOLDER)" ] ||
+		die "cache held: '$stderr'"
+	stop "$HOLDER"
+	hold_excl "$lb"
+	run --separate-stderr pcache flush "$lc" "$lb"
+	assert_status 8
+	assert_no_stdout
+	[ "$stderr" = "pcache flush: $lb: cannot open: in use by process python3 (pid $HOLDER)" ] ||
+		die "backing held: '$stderr'"
+	stop "$HOLDER"
+	HOLDER=
+	[ "$(md5 "$CACHE")" = "$mc" ] && [ "$(md5 "$BACK")" = "$mb" ] || die "a device was changed"
+	# another flush of the same cache: named as the pcache process it is
+	PCACHE_FLUSH_TEST_DELAY_US=300000 "$PCACHE" flush --batch 1 "$lc" "$lb" \
+		>/dev/null 2>"$BATS_TEST_TMPDIR/first.err" &
+	FIRST=$!
+	for _ in $(seq 200); do
+		grep -q ': writing ' "$BATS_TEST_TMPDIR/first.err" && break
+		sleep 0.05
+	done
+	grep -q ': writing ' "$BATS_TEST_TMPDIR/first.err" || die "the first flush did not start: $(cat "$BATS_TEST_TMPDIR/first.err")"
+	run --separate-stderr pcache flush "$lc" "$lb"
+	pid=$FIRST
+	stop "$FIRST"
+	FIRST=
+	assert_status 8
+	# the flush holds both devices; the backing device is opened first
+	[ "$stderr" = "pcache flush: $lb: cannot open: in use by process pcache (pid $pid)" ] ||
+		die "second flush: '$stderr'"
+	# released: the flush goes through
+	run --separate-stderr pcache flush -q "$lc" "$lb"
+	assert_status 0
+}
+
+@test "flush: a block device under a dm table names the dm device: exit 8 (root, device-mapper)" {
+	setup_kernel_pair
+	local lc mc
+	mc=$(md5 "$CACHE")
+	loopdev "$CACHE"
+	lc=$LOOP
+	DM_NAME="pcache-flush-test-$$"
+	if ! command -v dmsetup >/dev/null ||
+		! dmsetup create "$DM_NAME" --table "0 1024 linear $lc 0" 2>/dev/null; then
+		DM_NAME=
+		skip "device-mapper is not available here (dmsetup create failed)"
+	fi
+	run --separate-stderr pcache flush "$lc" "$BACK"
+	assert_status 8
+	assert_no_stdout
+	[ "$stderr" = "pcache flush: $lc: cannot open: in use by dm device $DM_NAME
+pcache flush: hint: the kernel is using it: 'dmsetup remove $DM_NAME' first ('pcache info' and 'pcache list' can read it meanwhile)" ] ||
+		die "stderr: '$stderr'"
+	[ "$(md5 "$CACHE")" = "$mc" ] || die "the cache was changed"
 }
 
 @test "flush: a cache held by another process names it, then the child that inherited the lock: exit 8" {

@@ -232,6 +232,17 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	assert_codes "$img" ""
 }
 
+@test "--repair on a terminal asks before each fix, as with no mode (y, n, y: exit 37)" {
+	img=$(damaged img.pmem "${DAMAGE[@]}")
+	run --separate-stderr pty y n y -- "$PCACHE" fsck --repair "$img"
+	assert_status 37
+	asked "$P1" "${Q1}y" "$P2" "${Q2}n" "$P3" "${Q3}y"
+	[ "$(grep -c '^fixed: ' <<<"$output")" -eq 2 ] || die "fixed: $output"
+	[[ "$(last_line)" == "$img: 4 problems found, 2 changes made; 1 problem remains; the kernel would load this cache"* ]] ||
+		die "'$(last_line)'"
+	assert_codes "$img" TAIL_REPLICA_BAD
+}
+
 @test "interactive: n to each question leaves everything (exit 36) and writes nothing" {
 	img=$(damaged img.pmem "${DAMAGE[@]}")
 	before=$(state "$img")

@@ -96,14 +96,39 @@ commands() {
 	[ "$stderr" = "pcache dump: write error: No space left on device" ] || die "stderr: $stderr"
 }
 
+@test "a write error on standard output, in every command that prints: the errno's words, exit 8" {
+	local img fresh blank back c want
+	img=$(fixture_copy "$FX_DIRTY") || return 1
+	back=$(fixture_copy kernel-dirty-300w.back) || return 1
+	fresh=$(fixture "$FX_FRESH_NOCRC") || return 1
+	blank=$(mkimg blank.img 600M)
+	# long outputs (replay, dump, shell of the dirty fixture) fail while the command runs,
+	# short ones at the end: the same line
+	for c in "replay $img" "dump $img" "info -v $img" "fsck -n $img" "fsck -n --json $img" \
+		"shell -c sb -c cache_info -c walk $img" "list $fresh" "format --dry-run $blank" \
+		"info --help"; do
+		run --separate-stderr bash -c '"$1" $2 >/dev/full' _ "$PCACHE" "$c"
+		assert_status 8
+		want="pcache ${c%% *}: write error: No space left on device"
+		[ "${stderr##*$'\n'}" = "$want" ] || die "$c: '$stderr'"
+		[ "$(grep -c 'write error' <<<"$stderr")" -eq 1 ] || die "$c: '$stderr'"
+	done
+	# a flush dry run that finds dirty data (4) and cannot print its plan (8): 4|8
+	run --separate-stderr bash -c '"$1" flush --dry-run "$2" "$3" >/dev/full' _ "$PCACHE" "$img" "$back"
+	assert_status 12
+	[ "${stderr##*$'\n'}" = "pcache flush: write error: No space left on device" ] || die "flush: '$stderr'"
+}
+
 @test "-V and --version work before and after a command" {
-	local c
+	local c want
+	want=$("$PCACHE" --version)
+	[[ "$want" == "pcache "[0-9]*" (libpcachemeta, crc32c "*")" ]] || die "--version: $want"
 	for c in "" info dump replay fsck list shell serve flush format undo; do
 		run --separate-stderr pcache $c -V
 		assert_status 0
-		[[ "$output" == "pcache "[0-9]*" (libpcachemeta, crc32c "*")" ]] || die "$c -V: $output"
+		[ "$output" = "$want" ] && [ -z "$stderr" ] || die "$c -V: '$output' '$stderr'"
 		run --separate-stderr pcache $c --version
 		assert_status 0
-		[[ "$output" == "pcache "[0-9]* ]] || die "$c --version: $output"
+		[ "$output" = "$want" ] && [ -z "$stderr" ] || die "$c --version: '$output' '$stderr'"
 	done
 }

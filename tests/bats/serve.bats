@@ -412,8 +412,8 @@ assert not bad, bad
 	"$CORRUPT" "$bad" sb-crc >/dev/null || die "corrupt failed"
 	start_serve "$bad" "$BACK" && die "served a cache with a bad superblock"
 	[ "$SERVE_STATUS" -eq 8 ] || die "serve exited $SERVE_STATUS"
-	[ "$(head -n 1 "$SERVE_ERR")" = "pcache serve: $bad: not a pcache device: superblock checksum mismatch" ] ||
-		die "error: $(cat "$SERVE_ERR")"
+	[ "$(cat "$SERVE_ERR")" = "pcache serve: $bad: corrupt pcache superblock: checksum mismatch
+pcache serve: hint: run 'pcache fsck -n $bad' for details" ] || die "error: $(cat "$SERVE_ERR")"
 	# a key the kernel's replay refuses
 	bad="$BATS_TEST_TMPDIR/key.pmem"
 	cp --sparse=always "$img" "$bad"
@@ -492,6 +492,49 @@ assert not bad, bad
 	[ "${#lines[@]}" -eq 2 ] || die "stderr: $output"
 	[[ "${lines[1]}" == *": stopped; the cache was closed cleanly" ]] || die "stderr: $output"
 	run pcache fsck -n "$CACHE"
+	assert_status 0
+}
+
+# stopped_cleanly: the last server exited 0 and said exactly that it served and stopped.
+stopped_cleanly() {
+	[ "$SERVE_STATUS" -eq 0 ] || die "exit $SERVE_STATUS: $(cat "$SERVE_ERR")"
+	[ "$(cat "$SERVE_ERR")" = "$CACHE: serving $BACK at $URI; stop with Ctrl-C or SIGTERM
+$CACHE: stopped; the cache was closed cleanly" ] || die "stderr: $(cat "$SERVE_ERR")"
+}
+
+@test "serve: SIGINT twice, SIGHUP, TERM then INT, ^C to its process group twice: exit 0, a clean stop" {
+	new_pair 64M
+	local sigs s
+	for sigs in "INT INT" "HUP" "TERM INT"; do
+		start_serve "$CACHE" "$BACK" || die "serve failed: $(cat "$SERVE_ERR")"
+		for s in $sigs; do
+			kill "-$s" "$SERVE_PID" 2>/dev/null || true
+			sleep 0.02
+		done
+		SERVE_STATUS=0
+		wait "$SERVE_PID" || SERVE_STATUS=$?
+		SERVE_PID=""
+		stopped_cleanly || die "signals $sigs"
+	done
+	# a terminal's ^C reaches every process of the foreground group, twice
+	NSERVE=$((NSERVE + 1))
+	SERVE_ERR="$BATS_TEST_TMPDIR/serve.$NSERVE.err"
+	setsid "$PCACHE" serve "$CACHE" "$BACK" >"$BATS_TEST_TMPDIR/pg.uri" 2>"$SERVE_ERR" &
+	SERVE_PID=$!
+	for _ in $(seq 600); do
+		[ -s "$BATS_TEST_TMPDIR/pg.uri" ] && break
+		sleep 0.05
+	done
+	URI=$(head -n 1 "$BATS_TEST_TMPDIR/pg.uri")
+	[ -n "$URI" ] || die "serve did not start: $(cat "$SERVE_ERR")"
+	kill -INT -- "-$SERVE_PID"
+	sleep 0.02
+	kill -INT -- "-$SERVE_PID" 2>/dev/null || true
+	SERVE_STATUS=0
+	wait "$SERVE_PID" || SERVE_STATUS=$?
+	SERVE_PID=""
+	stopped_cleanly
+	run --separate-stderr pcache fsck -n "$CACHE"
 	assert_status 0
 }
 

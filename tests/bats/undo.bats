@@ -154,6 +154,30 @@ refused_stale() {
 	[ "$(imgsum "$IMG")" = "$SUM_DAMAGED" ] || die "U did not apply again"
 }
 
+@test "undo --json: one object with the ranges restored; --undo FILE2 in saved_to; nothing on a refusal" {
+	repaired
+	local u2="$BATS_TEST_TMPDIR/u2.undo"
+	run --separate-stderr pcache undo --json --undo "$u2" "$U" "$IMG"
+	assert_status 0
+	[ -z "$stderr" ] || die "stderr: '$stderr'"
+	echo "$output" >"$BATS_TEST_TMPDIR/u.json"
+	pyjson "$BATS_TEST_TMPDIR/u.json" "
+assert d == [{'device': '$IMG', 'undo_file': '$U', 'ranges_restored': 4, 'saved_to': '$u2'}], d
+"
+	[ "$(imgsum "$IMG")" = "$SUM_DAMAGED" ] || die "undo --json did not restore the image"
+	run --separate-stderr pcache undo --json "$u2" "$IMG"
+	assert_status 0
+	echo "$output" >"$BATS_TEST_TMPDIR/u.json"
+	pyjson "$BATS_TEST_TMPDIR/u.json" "
+assert d == [{'device': '$IMG', 'undo_file': '$u2', 'ranges_restored': 4, 'saved_to': None}], d
+"
+	[ "$(imgsum "$IMG")" = "$SUM_REPAIRED" ] || die "undo of U2 did not bring the repair back"
+	# the same file again: refused, nothing on stdout
+	run --separate-stderr pcache undo --json "$u2" "$IMG"
+	assert_status 8
+	assert_no_stdout
+}
+
 @test "undo --undo: an existing FILE2 is refused, nothing written; a refused undo creates no FILE2" {
 	repaired
 	: >"$BATS_TEST_TMPDIR/exists"

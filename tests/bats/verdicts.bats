@@ -2,7 +2,19 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Verdicts a person can trust: fsck, info and replay say by default what the kernel would
 # do (data checksums verified, the backing device's size named or checked), in the same
-# words for the same device, and never promise what they did not check.
+# words for the same device, and never promise what they did not check.  With the tests
+# named below in flush, format, fsck, global, serve and undo.bats, every item of issue 18
+# has a test of its exact words and exit code:
+#   1 data CRCs by default, --no-verify-data, info's health   this file
+#   2 --backing, too small a backing, the cache as its own    this file
+#   3 every problem repaired or documented unfixable          tests/fsck, test_converge.c
+#   5 the engine: loads, read-only with the reason, refuses   serve.bats (issue 18 item 5)
+#   6 --repair without a terminal / on one                    this file, fsck.bats
+#   7 flush stops at a data checksum mismatch                 flush.bats
+#   8 write errors, options anywhere, plain words, plurals,   this file, global.bats,
+#     one wording, hints with options, --json, -V, signals    undo.bats, serve.bats
+#   9 format refuses signatures, wipes [0,4096), data_crc     format.bats
+#  10 flush names the holder of a busy device                 flush.bats
 
 load helpers
 
@@ -168,4 +180,211 @@ bad_data_copy() {
 	assert_status 0
 	run --separate-stderr pcache dump "$img" --what sb
 	assert_status 0
+}
+
+# ---- issue 18: the rest of its items, each with its exact words and exit code ----
+
+SMALL_64M="64.00 MiB (67108864 bytes)"
+
+# lock FILE: `flock -x FILE sleep` in the background, its pid in $holder once it holds it.
+lock() {
+	flock -x "$1" sleep 60 </dev/null >/dev/null 2>&1 &
+	holder=$!
+	for _ in $(seq 100); do
+		grep -q "FLOCK .* $holder " /proc/locks && return 0
+		sleep 0.05
+	done
+	die "flock did not take $1"
+}
+
+# unlock: ends the holder and its sleep (by their pids); the lock is gone.
+unlock() {
+	local child
+	child=$(pgrep -P "$holder" || true)
+	kill "$holder" $child 2>/dev/null || true
+	wait "$holder" 2>/dev/null || true
+	holder=
+}
+
+teardown() {
+	[ -z "${holder:-}" ] || unlock
+}
+
+# item 2: a backing device too small for the cached data, in info too
+@test "info --backing smaller than the cached data: the line fsck and replay give, exit 8" {
+	local img small c
+	img=$(fixture "$FX_DIRTY") || return 1
+	small=$(mkimg small.back 64M)
+	for c in info replay "fsck -n"; do
+		run --separate-stderr pcache $c --backing "$small" "$img"
+		assert_status 8
+		assert_no_stdout
+		[ "$stderr" = "pcache ${c%% *}: $img: cached data reaches $NEED_DIRTY, but the backing device $small holds $SMALL_64M: wrong backing device? nothing was checked or changed" ] ||
+			die "$c: $stderr"
+	done
+}
+
+# item 2: the same device as cache and backing, refused before it is opened for write
+@test "the cache as its own backing device: a usage error (16) before it is opened, even while it is held" {
+	local img back sum want c
+	img=$(fixture_copy "$FX_DIRTY") || return 1
+	back=$(fixture_copy kernel-dirty-300w.back) || return 1
+	sum=$(md5 "$img")
+	lock "$img"
+	want="$img: is also given as the backing device ($img): a cache cannot be its own backing device"
+	for c in "fsck -y --backing $img" "fsck -n --backing $img" "info --backing $img" \
+		"replay --backing $img"; do
+		run --separate-stderr pcache $c "$img"
+		assert_status 16
+		[ "$stderr" = "pcache ${c%% *}: $want" ] || die "$c: $stderr"
+	done
+	for c in flush serve; do
+		run --separate-stderr pcache $c "$img" "$img"
+		assert_status 16
+		assert_no_stdout
+		[ "$stderr" = "pcache $c: $want" ] || die "$c: $stderr"
+	done
+	# the same device, held: opened it would be 'in use'
+	run --separate-stderr pcache flush "$img" "$back"
+	assert_status 8
+	[ "$stderr" = "pcache flush: $img: cannot open: in use by process flock (pid $holder)" ] || die "$stderr"
+	unlock
+	[ "$(md5 "$img")" = "$sum" ] || die "the image changed"
+}
+
+# no_errno_words: the last run's stderr names no errno (its name or its strerror text).
+no_errno_words() {
+	local w
+	for w in "Numerical result out of range" "Invalid argument" "No such device" \
+		ERANGE EINVAL ENODEV EUCLEAN EBADMSG "Structure needs cleaning" "Bad message"; do
+		[[ "$stderr" != *"$w"* ]] || die "errno words '$w' in: $stderr"
+	done
+}
+
+# item 8: plain words (no errno, ERANGE's "Numerical result out of range" included), one
+# wording for a device that is not a pcache device
+@test "an empty file: 'not a pcache device', in the same plain words in every command (8)" {
+	local empty back c first want=""
+	empty=$(mkimg empty 0)
+	back=$(mkimg back.img 64M)
+	for c in info replay dump "fsck -n" "fsck -y" "flush __ $back" "serve __ $back" "shell -c sb"; do
+		if [[ "$c" == *__* ]]; then
+			run --separate-stderr pcache ${c/__/$empty}
+		else
+			run --separate-stderr pcache $c "$empty"
+		fi
+		assert_status 8
+		no_errno_words
+		first=${stderr%%$'\n'*}
+		[[ "$first" == "pcache ${c%% *}: $empty: not a pcache device: "*" is too small to hold a superblock"* ]] ||
+			die "$c: $stderr"
+		first=${first#"pcache ${c%% *}: "}
+		[ "$c" != "fsck -y" ] || first=${first%": nothing was changed"}
+		# one wording: the same line from every command
+		[ -z "$want" ] || [ "$first" = "$want" ] || die "$c: '$first', others: '$want'"
+		want=$first
+	done
+}
+
+# item 8: plain words for a device that cannot be one (EINVAL, ENODEV), in every command
+@test "a character device that is not dax (/dev/null): the same plain words in every command (8)" {
+	local img back c line want="/dev/null: cannot open: a character device that is not a dax device"
+	img=$(fixture_copy "$FX_DIRTY") || return 1
+	back=$(mkimg back.img 64M)
+	for c in "info /dev/null" "dump /dev/null" "replay /dev/null" "fsck -n /dev/null" \
+		"fsck -y /dev/null" "format -y /dev/null" "shell -c sb /dev/null" \
+		"flush /dev/null $back" "flush $img /dev/null" "serve /dev/null $back" \
+		"serve $img /dev/null" "fsck -n --backing /dev/null $img" "info --backing /dev/null $img" \
+		"undo $back /dev/null" "list /dev/null"; do
+		run --separate-stderr pcache $c
+		assert_status 8
+		no_errno_words
+		# list says first that there is no persistent memory here
+		line=$(grep -F '/dev/null' <<<"$stderr")
+		[ "$line" = "pcache ${c%% *}: $want" ] || die "$c: $stderr"
+	done
+}
+
+# item 8: one wording for a truncated or non-pcache device, flush and serve included
+@test "not a pcache device, a truncated one: flush and serve say it in the words of info" {
+	local zero img back want c
+	back=$(mkimg back.img 64M)
+	zero=$(mkimg zero.img 600M)
+	for c in info flush serve; do
+		if [ "$c" = info ]; then
+			run --separate-stderr pcache info "$zero"
+		else
+			run --separate-stderr pcache $c "$zero" "$back"
+		fi
+		assert_status 8
+		assert_no_stdout
+		[ "$stderr" = "pcache $c: $zero: not a pcache device: no pcache superblock" ] || die "$c: $stderr"
+	done
+	img=$(mkimg trunc.img 1G)
+	pcache format "$img" >/dev/null
+	truncate -s 700M "$img"
+	want="$img: truncated pcache device: its superblock's 63 segments need "*", the device holds "*": a truncated image, or the wrong device?"
+	for c in flush serve; do
+		run --separate-stderr pcache $c "$img" "$back"
+		assert_status 8
+		assert_no_stdout
+		[[ "${stderr%%$'\n'*}" == "pcache $c: "$want ]] || die "$c: $stderr"
+		[ "${stderr#*$'\n'}" = "pcache $c: hint: run 'pcache fsck -n $img' for details" ] || die "$c: $stderr"
+	done
+	# and the same line as info's, word for word
+	run --separate-stderr pcache info "$img"
+	want=${stderr%%$'\n'*}
+	run --separate-stderr pcache flush "$img" "$back"
+	[ "${stderr%%$'\n'*}" = "${want/pcache info:/pcache flush:}" ] || die "flush: $stderr; info: $want"
+}
+
+# item 8: hints carry the options the person used
+@test "hints carry the options the person used" {
+	local img back pid
+	img=$(fixture_copy "$FX_DIRTY") || return 1
+	back=$(fixture kernel-dirty-300w.back) || return 1
+	"$CORRUPT" "$img" kset-crc >/dev/null
+	run --separate-stderr pcache info --no-verify-data --backing "$back" "$img"
+	assert_status 0
+	assert_field health "damaged: 2 problems, worst LOG_LOST_KSETS (valid ksets follow the corrupt end of the log: their keys are lost); run 'pcache fsck -n --no-verify-data --backing $back $img'"
+	run --separate-stderr pcache replay "$img" --backing-size 2G --no-verify-data
+	assert_status 4
+	[ "${stderr#*$'\n'}" = "pcache replay: hint: run 'pcache fsck -n --no-verify-data --backing-size 2G $img' for details" ] ||
+		die "replay: $stderr"
+	run --separate-stderr pcache fsck --repair --backing "$back" "$img" </dev/null
+	assert_status 4
+	[ "${lines[-1]}" = "$img: 2 problems need a person: run 'pcache fsck -y --backing $back $img', or 'pcache fsck --repair --backing $back $img' on a terminal to be asked" ] ||
+		die "last: ${lines[-1]}"
+	# a cache in use: the way to check it anyway keeps the options too
+	lock "$img"
+	pid=$holder
+	run --separate-stderr pcache fsck -n --backing-size 2G "$img"
+	unlock
+	assert_status 8
+	[ "$stderr" = "pcache fsck: $img: cannot open: in use by process flock (pid $pid)
+pcache fsck: hint: 'pcache fsck -n -f --backing-size 2G $img' checks it anyway (a cache in use changes while it is read)" ] ||
+		die "busy: $stderr"
+}
+
+# item 8: options anywhere on the line; --json for flush, format and undo
+@test "options anywhere: flush, format and undo take them after their arguments" {
+	local img back blank u
+	img=$(fixture_copy "$FX_DIRTY") || return 1
+	back=$(fixture_copy kernel-dirty-300w.back) || return 1
+	# a dry run that finds dirty data: exit 4
+	run --separate-stderr pcache flush "$img" "$back" --dry-run --json
+	assert_status 4
+	[ "$(jval "$output" 'd[0]["dry_run"], d[0]["result"]')" = "(True, 'dry_run')" ] || die "$output"
+	blank=$(mkimg blank.img 600M)
+	run --separate-stderr pcache format "$blank" --dry-run --json
+	assert_status 0
+	[ "$(jval "$output" 'd[0]["dry_run"]')" = True ] || die "$output"
+	is_all_zero "$blank" || die "format --dry-run wrote"
+	"$CORRUPT" "$img" ci-replica0-crc >/dev/null
+	u="$BATS_TEST_TMPDIR/r.undo"
+	run --separate-stderr pcache fsck "$img" -y --undo "$u"
+	assert_status 1
+	run --separate-stderr pcache undo "$u" "$img" --json
+	assert_status 0
+	[ "$(jval "$output" 'd[0]["ranges_restored"]')" = 1 ] || die "$output"
 }
