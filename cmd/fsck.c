@@ -30,8 +30,8 @@ static const char usage_text[] =
 	"                       kset, where the kernel ends the log (beyond the kernel)\n"
 	"  --undo FILE          save every byte range before it is overwritten (pcache undo)\n"
 	"  -f, --force          check a device in use; repair over bad blocks\n"
-	"  --no-verify-data     skip the data checksums the kernel checks at load (then the\n"
-	"                       verdict covers the metadata only)\n"
+	"  --no-verify-data     with -n: skip the data checksums the kernel checks at load\n"
+	"                       (then the verdict covers the metadata only)\n"
 	"  --verify-data        check them (the default when the cache has data_crc)\n"
 	"  --backing PATH       the backing device: every key is checked against its size\n"
 	"  --backing-size SIZE  the same with the size alone (bytes, or 2G, 512M, ...)\n"
@@ -616,6 +616,10 @@ static int parse(int argc, char **argv, struct fsck_args *a, struct fsck_state *
 		a->mode = tty ? MODE_ASK : MODE_PREEN;
 	else if (!a->mode_set)
 		a->mode = tty ? MODE_ASK : MODE_CHECK;
+	/* a repair decides which keys to keep by their data: it always checks it */
+	if (a->mode != MODE_CHECK && !s->v.verify_data)
+		return cli_usage_error("--no-verify-data goes with -n: a repair always checks the "
+				       "data checksums the kernel checks");
 	if (a->mode == MODE_CHECK && (a->undo || a->dry_run || a->salvage))
 		return cli_usage_error("--undo, --dry-run and --salvage go with -p, -y, --repair "
 				       "or the interactive mode");

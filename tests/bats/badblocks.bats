@@ -241,8 +241,12 @@ hold() {
 	die "flock did not take the lock"
 }
 
+# release: flock and the sleep it runs, which inherited the locked file (killing flock
+# alone leaves that sleep holding the lock for a minute).
 release() {
-	kill "$holder" 2>/dev/null || true
+	local child
+	child=$(pgrep -P "$holder" || true)
+	kill "$holder" $child 2>/dev/null || true
 	wait "$holder" 2>/dev/null || true
 }
 

@@ -86,3 +86,16 @@ EOF
 	[[ "$output" == *": 5.79 MiB (6074368 bytes) in 218 ranges would lose their newest version"* ]] || die "$output"
 	[ "$(imgsum "$img")" = "$before" ]
 }
+
+@test "--no-verify-data goes with -n only: a repair always checks the data (usage error 16)" {
+	img=$(damaged img.pmem kset-crc)
+	before=$(imgsum "$img")
+	for mode in -y -p --repair; do
+		run --separate-stderr pcache fsck "$mode" --no-verify-data "$img" </dev/null
+		[ "$status" -eq 16 ] || die "$mode: exit $status"
+		[ "$stderr" = "pcache fsck: --no-verify-data goes with -n: a repair always checks the data checksums the kernel checks (try 'pcache fsck --help')" ] || die "$mode: $stderr"
+	done
+	[ "$(imgsum "$img")" = "$before" ]
+	run pcache fsck -n --no-verify-data "$img"
+	[ "$status" -eq 4 ]
+}
