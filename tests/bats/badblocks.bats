@@ -229,29 +229,8 @@ assert d[0]["problem_count"] == 2, d[0]["problem_count"]'
 
 # ---- busy devices ----
 
-# hold FILE: a background `flock -x FILE sleep`, its pid in $holder once the lock is held.
-hold() {
-	command -v flock >/dev/null || skip "flock(1) is not installed"
-	flock -x "$1" sleep 60 &
-	holder=$!
-	for _ in $(seq 50); do
-		grep -q " $holder " /proc/locks 2>/dev/null && return 0
-		sleep 0.1
-	done
-	die "flock did not take the lock"
-}
-
-# release: flock and the sleep it runs, which inherited the locked file (killing flock
-# alone leaves that sleep holding the lock for a minute).
-release() {
-	local child
-	child=$(pgrep -P "$holder" || true)
-	kill "$holder" $child 2>/dev/null || true
-	wait "$holder" 2>/dev/null || true
-}
-
 @test "writers refuse a file locked by another process and name it" {
-	hold "$img"
+	flock_hold "$img"
 	run --separate-stderr pcache fsck -y "$img"
 	s1=$status e1=$stderr
 	run --separate-stderr pcache format --force -y "$img"
@@ -261,7 +240,7 @@ release() {
 	truncate -s 64M "$BATS_TEST_TMPDIR/backing"
 	run --separate-stderr pcache flush "$img" "$BATS_TEST_TMPDIR/backing"
 	s4=$status
-	release
+	flock_release
 	[ "$s1" -eq 8 ] || die "fsck -y: status $s1"
 	assert_contains "$e1" "pcache fsck: $img: cannot open: in use by process flock (pid $holder)"
 	[ "$s2" -eq 8 ] || die "format: status $s2"
@@ -272,7 +251,7 @@ release() {
 }
 
 @test "fsck -n refuses a device in use unless -f; info and list still read it" {
-	hold "$img"
+	flock_hold "$img"
 	run --separate-stderr pcache fsck -n "$img"
 	s1=$status e1=$stderr
 	run --separate-stderr pcache fsck -n -f "$img"
@@ -281,7 +260,7 @@ release() {
 	s3=$status
 	run --separate-stderr pcache list --json "$img"
 	s4=$status out4=$output
-	release
+	flock_release
 	[ "$s1" -eq 8 ] || die "fsck -n: status $s1"
 	assert_contains "$e1" "in use by process flock"
 	assert_contains "$e1" "'pcache fsck -n -f $img' checks it anyway"

@@ -163,6 +163,29 @@ damaged() {
 	echo "$img"
 }
 
+# flock_hold FILE: `flock -x FILE sleep 60` in the background; $holder is flock's pid
+# (what /proc/locks, and so the tools' messages, name) once the lock is held.
+flock_hold() {
+	command -v flock >/dev/null || skip "flock(1) is not installed"
+	flock -x "$1" sleep 60 </dev/null >/dev/null 2>&1 &
+	holder=$!
+	for _ in $(seq 100); do
+		grep -q "FLOCK .* $holder " /proc/locks 2>/dev/null && return 0
+		sleep 0.05
+	done
+	die "flock did not take $1"
+}
+
+# flock_release: ends flock and the sleep it runs, which inherited the locked file
+# (killing flock alone leaves that sleep holding the lock).
+flock_release() {
+	local child
+	[ -n "${holder:-}" ] || return 0
+	child=$(pgrep -P "$holder" || true)
+	kill "$holder" $child 2>/dev/null || true
+	wait "$holder" 2>/dev/null || true
+}
+
 setup_file() {
 	[ -x "$PCACHE" ] || die "$PCACHE is not built (run make, or set PCACHE)"
 }

@@ -186,28 +186,8 @@ bad_data_copy() {
 
 SMALL_64M="64.00 MiB (67108864 bytes)"
 
-# lock FILE: `flock -x FILE sleep` in the background, its pid in $holder once it holds it.
-lock() {
-	flock -x "$1" sleep 60 </dev/null >/dev/null 2>&1 &
-	holder=$!
-	for _ in $(seq 100); do
-		grep -q "FLOCK .* $holder " /proc/locks && return 0
-		sleep 0.05
-	done
-	die "flock did not take $1"
-}
-
-# unlock: ends the holder and its sleep (by their pids); the lock is gone.
-unlock() {
-	local child
-	child=$(pgrep -P "$holder" || true)
-	kill "$holder" $child 2>/dev/null || true
-	wait "$holder" 2>/dev/null || true
-	holder=
-}
-
 teardown() {
-	[ -z "${holder:-}" ] || unlock
+	flock_release
 }
 
 # item 2: a backing device too small for the cached data, in info too
@@ -230,7 +210,7 @@ teardown() {
 	img=$(fixture_copy "$FX_DIRTY") || return 1
 	back=$(fixture_copy kernel-dirty-300w.back) || return 1
 	sum=$(md5 "$img")
-	lock "$img"
+	flock_hold "$img"
 	want="$img: is also given as the backing device ($img): a cache cannot be its own backing device"
 	for c in "fsck -y --backing $img" "fsck -n --backing $img" "info --backing $img" \
 		"replay --backing $img"; do
@@ -248,7 +228,7 @@ teardown() {
 	run --separate-stderr pcache flush "$img" "$back"
 	assert_status 8
 	[ "$stderr" = "pcache flush: $img: cannot open: in use by process flock (pid $holder)" ] || die "$stderr"
-	unlock
+	flock_release
 	[ "$(md5 "$img")" = "$sum" ] || die "the image changed"
 }
 
@@ -356,10 +336,10 @@ no_errno_words() {
 	[ "${lines[-1]}" = "$img: 2 problems need a person: run 'pcache fsck -y --backing $back $img', or 'pcache fsck --repair --backing $back $img' on a terminal to be asked" ] ||
 		die "last: ${lines[-1]}"
 	# a cache in use: the way to check it anyway keeps the options too
-	lock "$img"
+	flock_hold "$img"
 	pid=$holder
 	run --separate-stderr pcache fsck -n --backing-size 2G "$img"
-	unlock
+	flock_release
 	assert_status 8
 	[ "$stderr" = "pcache fsck: $img: cannot open: in use by process flock (pid $pid)
 pcache fsck: hint: 'pcache fsck -n -f --backing-size 2G $img' checks it anyway (a cache in use changes while it is read)" ] ||
