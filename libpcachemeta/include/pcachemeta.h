@@ -471,7 +471,10 @@ const struct pcm_extent *pcm_index_lookup(const struct pcm_index *idx, uint64_t 
 struct pcm_replay_opts {
 	bool verify_data;          /* check data CRCs as the kernel does at load */
 	bool keep_going;           /* on a bad key: record it, skip it, go on */
-	/* Called for each key in log order (after decode checks), may be NULL. */
+	/*
+	 * Called for each key in log order (after decode checks), may be NULL.  Neither
+	 * callback may write to the cache device: data CRCs are computed ahead of them.
+	 */
 	int (*on_key)(const struct pcm_walk *w, unsigned i, const struct pcm_key *k,
 		      enum pcm_key_verdict v, bool stale, bool dirty, void *arg);
 	/* Called for each kset (normal or LAST) before its keys, may be NULL. */
