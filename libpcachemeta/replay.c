@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pcachemeta.h"
+#include "datacrc.h"
 
 enum { USE_LOG = 1, USE_DATA = 2 };
 
@@ -83,14 +83,62 @@ static int batch_add(struct pcm_replay *r, struct batch *b, const struct pcm_ext
 	return 0;
 }
 
-static int replay_kset(const struct pcm_cache *c, const struct pcm_replay_opts *o,
-		       struct pcm_replay *r, const struct pcm_walk *w, bool dirty_zone,
-		       struct batch *b)
+/* What one replay walk carries besides the walk itself. */
+struct run {
+	const struct pcm_cache *c;
+	const struct pcm_replay_opts *o;
+	struct pcm_replay *r;
+	struct batch b;
+	struct dcrc *crc;       /* data CRCs judged ahead by threads, or NULL: inline */
+	bool dirty_zone;
+	struct pcm_pos last_at;   /* salvage: the last LAST kset met, cseg UINT32_MAX: none */
+	uint64_t ksets, keys;     /* salvage: counts of the walks before this one */
+};
+
+/* The first bad key fails the kernel's load (§6.4 step 6): remembered, and counted. */
+static void bad_key(struct pcm_replay *r, const struct pcm_walk *w, unsigned i,
+		    enum pcm_key_verdict v)
 {
+	r->bad_keys++;
+	if (r->bad_key)
+		return;
+	r->bad_key = true;
+	r->bad_key_kset = w->pos;
+	r->bad_key_index = i;
+	r->bad_key_verdict = v;
+}
+
+static enum pcm_key_verdict key_verdict(struct run *x, const struct pcm_walk *w, unsigned i,
+					const struct pcm_key *k)
+{
+	return x->crc ? dcrc_verdict(x->crc, w, i, k) : pcm_key_check(x->c, k, x->o->verify_data);
+}
+
+/* A live key: its segment in use and referenced, its extent indexed (§6.4 step 6). */
+static int live_key(struct run *x, const struct pcm_key *k, bool dirty)
+{
+	struct pcm_extent e = {
+		.off = k->off, .seg_gen = k->seg_gen, .len = k->len, .cseg = k->cseg,
+		.seg_off = k->seg_off,
+		.flags = ((k->flags & PCM_KEY_F_CLEAN) ? PCM_EXT_CLEAN : 0) |
+			 ((k->flags & PCM_KEY_F_EMPTY) ? PCM_EXT_EMPTY : 0) |
+			 (dirty ? PCM_EXT_DIRTY : 0) |
+			 (x->o->verify_data && x->c->data_crc ? PCM_EXT_CRC_OK : 0),
+	};
+
+	mark(x->r, k->cseg, USE_DATA);
+	x->r->refs[k->cseg]++;
+	return batch_add(x->r, &x->b, &e);
+}
+
+static int replay_kset(struct run *x, const struct pcm_walk *w)
+{
+	const struct pcm_replay_opts *o = x->o;
+	struct pcm_replay *r = x->r;
+
 	for (unsigned i = 0; i < w->hdr.key_num; i++) {
 		struct pcm_key k;
 		enum pcm_key_verdict v;
-		struct pcm_extent e;
 		uint64_t end;
 		bool stale, dirty;
 		int rc;
@@ -99,19 +147,13 @@ static int replay_kset(const struct pcm_cache *c, const struct pcm_replay_opts *
 		end = k.off > UINT64_MAX - k.len ? UINT64_MAX : k.off + k.len;
 		if (k.len && end > r->max_key_end)   /* stale keys too: the kernel checks them */
 			r->max_key_end = end;
-		v = pcm_key_check(c, &k, o->verify_data);
-		stale = v == PCM_KEY_OK && k.seg_gen < c->gen[k.cseg];
-		dirty = dirty_zone && !(k.flags & PCM_KEY_F_CLEAN);
+		v = key_verdict(x, w, i, &k);
+		stale = v == PCM_KEY_OK && k.seg_gen < x->c->gen[k.cseg];
+		dirty = x->dirty_zone && !(k.flags & PCM_KEY_F_CLEAN);
 		if (o->on_key && (rc = o->on_key(w, i, &k, v, stale, dirty, o->arg)))
 			return rc;
 		if (v != PCM_KEY_OK) {
-			r->bad_keys++;
-			if (!r->bad_key) {
-				r->bad_key = true;
-				r->bad_key_kset = w->pos;
-				r->bad_key_index = i;
-				r->bad_key_verdict = v;
-			}
+			bad_key(r, w, i, v);
 			if (!o->keep_going)
 				return 1;
 			continue;
@@ -120,18 +162,7 @@ static int replay_kset(const struct pcm_cache *c, const struct pcm_replay_opts *
 			r->stale_keys++;
 			continue;
 		}
-		mark(r, k.cseg, USE_DATA);
-		r->refs[k.cseg]++;
-		e = (struct pcm_extent){
-			.off = k.off, .seg_gen = k.seg_gen, .len = k.len, .cseg = k.cseg,
-			.seg_off = k.seg_off,
-			.flags = ((k.flags & PCM_KEY_F_CLEAN) ? PCM_EXT_CLEAN : 0) |
-				 ((k.flags & PCM_KEY_F_EMPTY) ? PCM_EXT_EMPTY : 0) |
-				 (dirty ? PCM_EXT_DIRTY : 0) |
-				 (o->verify_data && c->data_crc ? PCM_EXT_CRC_OK : 0),
-		};
-		rc = batch_add(r, b, &e);
-		if (rc)
+		if ((rc = live_key(x, &k, dirty)))
 			return rc;
 	}
 	return 0;
@@ -177,9 +208,9 @@ static bool salvage_next(const struct pcm_cache *c, const struct pcm_replay *r,
  * in as suspects, in their place in log order, when its header still makes
  * sense and each key passes its own checks.
  */
-static int replay_suspects(const struct pcm_cache *c, struct pcm_replay *r, struct pcm_pos pos,
-			   struct batch *b)
+static int replay_suspects(struct run *x, struct pcm_pos pos)
 {
+	const struct pcm_cache *c = x->c;
 	uint8_t buf[PCM_KSET_SIZE_MAX];
 	uint64_t off = pcm_pos_dev_off(c, pos.cseg, pos.seg_off);
 	struct pcm_kset_hdr h;
@@ -200,71 +231,95 @@ static int replay_suspects(const struct pcm_cache *c, struct pcm_replay *r, stru
 		if (pcm_key_check(c, &k, false) != PCM_KEY_OK || k.seg_gen < c->gen[k.cseg] ||
 		    (k.flags & PCM_KEY_F_EMPTY))
 			continue;
-		rc = batch_add(r, b, &(struct pcm_extent){ .off = k.off, .seg_gen = k.seg_gen,
-			       .len = k.len, .cseg = k.cseg, .seg_off = k.seg_off,
-			       .flags = PCM_EXT_SUSPECT });
+		rc = batch_add(x->r, &x->b, &(struct pcm_extent){ .off = k.off,
+			       .seg_gen = k.seg_gen, .len = k.len, .cseg = k.cseg,
+			       .seg_off = k.seg_off, .flags = PCM_EXT_SUSPECT });
 	}
 	return rc;
 }
 
-static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *o,
-		       struct pcm_replay *r)
+/* Salvage: on at q past the damage the walk ended at; its counts are kept. */
+static int salvage_on(struct run *x, struct pcm_walk *w, struct pcm_pos q)
 {
-	struct pcm_pos last_at = { UINT32_MAX, 0 }, q;
-	uint64_t ksets = 0, keys = 0;
+	int rc = replay_suspects(x, w->pos);
+
+	x->ksets += w->ksets;
+	x->keys += w->keys;
+	x->last_at.cseg = UINT32_MAX;
+	pcm_walk_init(w, x->c, q);
+	mark(x->r, q.cseg, USE_LOG);
+	return rc;
+}
+
+/* Walks from key_tail until the log ends or a key or a callback stops it. */
+static int walk_log(struct run *x, struct pcm_walk *w, enum pcm_walk_event *ev)
+{
+	const struct pcm_cache *c = x->c;
+	const struct pcm_replay_opts *o = x->o;
+	struct pcm_pos q;
+	int rc;
+
+	mark(x->r, c->key_tail.pos.cseg, USE_LOG);
+	for (;;) {
+		if (!x->dirty_zone && pcm_pos_eq(w->has_next ? w->next : w->pos, c->dirty_tail.pos))
+			x->dirty_zone = x->r->dirty_tail_on_log = true;
+		*ev = pcm_walk_next(w);
+		if ((*ev == PCM_WALK_LAST || *ev == PCM_WALK_KSET) && o->on_kset &&
+		    (rc = o->on_kset(w, o->arg)))
+			return rc;
+		if (*ev == PCM_WALK_LAST) {
+			x->r->last_ksets++;
+			x->last_at = w->pos;
+			mark(x->r, w->next.cseg, USE_LOG);
+		} else if (*ev == PCM_WALK_KSET) {
+			if ((rc = replay_kset(x, w)))
+				return rc;
+		} else if (*ev == PCM_WALK_END && o->salvage &&
+			   salvage_next(c, x->r, w, x->last_at, &q)) {
+			if ((rc = salvage_on(x, w, q)))
+				return rc;
+		} else {
+			return 0;
+		}
+	}
+}
+
+static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *o,
+		       unsigned threads, struct pcm_replay *r)
+{
 	struct pcm_walk *w = malloc(sizeof(*w));
-	struct batch b = { 0 };
+	struct run x = { .c = c, .o = o, .r = r, .last_at = { UINT32_MAX, 0 } };
 	enum pcm_walk_event ev;
-	bool dirty_zone = false;
-	int rc = 0, frc;
+	int rc, frc;
 
 	if (!w)
 		return -ENOMEM;
-	pcm_walk_init(w, c, c->key_tail.pos);
-	mark(r, c->key_tail.pos.cseg, USE_LOG);
-	for (;;) {
-		if (!dirty_zone && pcm_pos_eq(w->has_next ? w->next : w->pos, c->dirty_tail.pos))
-			dirty_zone = r->dirty_tail_on_log = true;
-		ev = pcm_walk_next(w);
-		if ((ev == PCM_WALK_LAST || ev == PCM_WALK_KSET) && o->on_kset &&
-		    (rc = o->on_kset(w, o->arg)))
-			break;
-		if (ev == PCM_WALK_LAST) {
-			r->last_ksets++;
-			last_at = w->pos;
-			mark(r, w->next.cseg, USE_LOG);
-		} else if (ev == PCM_WALK_KSET) {
-			rc = replay_kset(c, o, r, w, dirty_zone, &b);
-			if (rc)
-				break;
-		} else if (ev == PCM_WALK_END && o->salvage && salvage_next(c, r, w, last_at, &q)) {
-			rc = replay_suspects(c, r, w->pos, &b);
-			if (rc)
-				break;
-			ksets += w->ksets;
-			keys += w->keys;
-			last_at.cseg = UINT32_MAX;
-			pcm_walk_init(w, c, q);
-			mark(r, q.cseg, USE_LOG);
-		} else {
-			break;
-		}
+	/* data CRCs are the slow part of a verified replay: judged ahead, in parallel
+	 * (a salvage leaves the log's own path, which the walk ahead follows) */
+	rc = o->verify_data && c->data_crc && !o->salvage ?
+	     dcrc_new(c, c->key_tail.pos, threads, &x.crc) : 0;
+	if (rc) {
+		free(w);
+		return rc;
 	}
+	pcm_walk_init(w, c, c->key_tail.pos);
+	rc = walk_log(&x, w, &ev);
+	dcrc_free(x.crc);   /* its threads end before the replay returns */
 	r->stop = w->stop;
 	r->err = w->err;
 	r->key_head = w->pos;
-	r->ksets = ksets + w->ksets;
-	r->keys = keys + w->keys;
+	r->ksets = x.ksets + w->ksets;
+	r->keys = x.keys + w->keys;
 	if (ev == PCM_WALK_FAIL || rc > 0)
 		r->failed = true;
-	frc = batch_flush(r, &b);   /* what was replayed is indexed, even after a stop */
-	free(b.v);
+	frc = batch_flush(r, &x.b);   /* what was replayed is indexed, even after a stop */
+	free(x.b.v);
 	free(w);
 	return rc < 0 ? rc : frc;
 }
 
-int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
-		   struct pcm_replay **out)
+int replay_run_threads(const struct pcm_cache *c, const struct pcm_replay_opts *o,
+		       unsigned threads, struct pcm_replay **out)
 {
 	static const struct pcm_replay_opts defaults;
 	struct pcm_replay *r = calloc(1, sizeof(*r));
@@ -281,7 +336,7 @@ int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
 		pcm_replay_free(r);
 		return -ENOMEM;
 	}
-	rc = replay_walk(c, o, r);
+	rc = replay_walk(c, o, threads, r);
 	if (rc) {
 		pcm_replay_free(r);
 		return rc;
@@ -294,6 +349,12 @@ int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
 	pcm_index_foreach(r->idx, sum_extent, r);
 	*out = r;
 	return 0;
+}
+
+int pcm_replay_run(const struct pcm_cache *c, const struct pcm_replay_opts *o,
+		   struct pcm_replay **out)
+{
+	return replay_run_threads(c, o, 0, out);
 }
 
 void pcm_replay_free(struct pcm_replay *r)

@@ -485,7 +485,10 @@ struct pcm_replay_opts {
 	/* Beyond the kernel: on at the valid ksets behind a damaged one (pcm_walk_salvage,
 	 * pcm_walk_behind_last), to see the log as far as it can be read. */
 	bool salvage;
-	/* Called for each key in log order (after decode checks), may be NULL. */
+	/*
+	 * Called for each key in log order (after decode checks), may be NULL.  Neither
+	 * callback may write to the cache device: data CRCs are computed ahead of them.
+	 */
 	int (*on_key)(const struct pcm_walk *w, unsigned i, const struct pcm_key *k,
 		      enum pcm_key_verdict v, bool stale, bool dirty, void *arg);
 	/* Called for each kset (normal or LAST) before its keys, may be NULL. */
