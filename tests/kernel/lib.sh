@@ -140,7 +140,7 @@ kt_boot() {
 			-cpu max -smp "${KT_SMP:-2}" -m "1G,slots=$((n + 1)),maxmem=$((n * KT_NV_SIZE / 1073741824 + 8))G" \
 			"${nv[@]}" \
 			-kernel "$KT_BUILD/vmlinuz" -initrd "$KT_WORK/initrd.img" \
-			-append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init" \
+			-append "console=ttyS0 panic=-1 loglevel=$KT_LOGLEVEL rdinit=/init" \
 			-drive "file=$d/back.img,format=raw,if=virtio,cache=unsafe" \
 			-drive "file=$d/scn.tar,format=raw,if=virtio,readonly=on" \
 			-drive "file=$d/results.img,format=raw,if=virtio,cache=unsafe" \
@@ -180,6 +180,9 @@ kt_boot() {
 	fi
 	return 0
 }
+
+# The console shows KERN_WARNING (4) and more severe: a WARN() prints at that level.
+KT_LOGLEVEL=${KT_LOGLEVEL:-5}
 
 # What a crashed or wedged kernel prints on the console.
 KT_CRASH_RE='kernel BUG at|Oops:|BUG: (soft|hard) lockup|Kernel panic|general protection fault|BUG: unable to handle|blocked for more than'
@@ -226,11 +229,16 @@ kt_watch() {
 	return $rc
 }
 
+# What fails a boot however the scenario went: a crash, a WARN() (WARNING:), any BUG
+# line, a call trace.
+KT_BAD_LOG_RE="$KT_CRASH_RE|WARNING:|BUG:|Call Trace:"
+
 # kt_console_clean DIR DESCRIPTION: ok when the guest kernel logged no BUG, Oops,
-# lockup or WARNING during the boot.
+# lockup, WARNING or call trace during the boot: on the console, and in the full
+# kernel log the guest saved (out/dmesg, which has every level).
 kt_console_clean() {
 	local bad
-	bad=$(grep -E "$KT_CRASH_RE|WARNING:|BUG:" "$1/console.log" 2>/dev/null | head -n 3)
+	bad=$(cat "$1/console.log" "$1/out/dmesg" 2>/dev/null | grep -E "$KT_BAD_LOG_RE" | head -n 3)
 	if [ -z "$bad" ]; then
 		kt_ok "$2"
 	else

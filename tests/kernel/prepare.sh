@@ -11,6 +11,9 @@
 #   - the base initramfs (busybox, dmsetup, ndctl and their libraries, the modules).
 # Everything lands in $PCACHE_KERNEL_CACHE (default /var/cache/pcache-tools-kernel)
 # under k/<KREL>_<package version>/ and is reused while sid ships the same kernel.
+# The kernel named in tests/kernel/PINNED, once built, is always the one used
+# (PCACHE_KERNEL_UNPINNED=1: whatever sid ships now); run.sh fails a run whose
+# kernel or module sources differ from PINNED.
 #
 # Exit: 0 ready (prints the build directory on stdout, last line),
 #       3 the registry offers no usable kernel (reason on stderr, starting "SKIP:"),
@@ -23,6 +26,7 @@
 set -u
 set -o pipefail
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${PCACHE_KERNEL_CACHE:-/var/cache/pcache-tools-kernel}
 REFRESH_HOURS=${PCACHE_KERNEL_REFRESH_HOURS:-24}
 CHROOT=$CACHE/chroot-sid
@@ -204,11 +208,18 @@ build_module() {
 	[ "$vm" = "$KREL" ] || die "dm-pcache.ko vermagic '$vm' is not '$KREL'"
 	mkdir -p "$out/modules"
 	cp "$CHROOT/build/md/dm-pcache/dm-pcache.ko" "$out/modules/dm-pcache.ko"
+	src_md5 "$src/dm-pcache" >"$out/dm-pcache-src.md5"
 	cp "$CHROOT/build/src/linux-source-$KMM/Documentation/admin-guide/device-mapper/dm-pcache.rst" \
 		"$out/" 2>/dev/null || true
 	in_chroot sh -c "gcc --version 2>/dev/null | head -n 1; ls -l /usr/bin/gcc-[0-9]* 2>/dev/null" \
 		>"$out/compiler.txt" 2>&1 || true
 	grep -m1 'CONFIG_CC_VERSION_TEXT' "$CHROOT/usr/src/linux-headers-$KREL/.config" >>"$out/compiler.txt" 2>/dev/null || true
+}
+
+# src_md5 DIR: md5 of the module's sources, concatenated in C-locale name order
+# (tests/kernel/PINNED).
+src_md5() {
+	(cd "$1" && cat $(ls -1 | LC_ALL=C sort)) | md5sum | cut -d' ' -f1
 }
 
 # Decompresses one module into $2.
@@ -316,6 +327,32 @@ make_initramfs() {
 }
 
 # ---------------------------------------------------------------------------
+# reuse OUT: brings a cached build up to date (initramfs layout, source md5), prints it.
+reuse() {
+	local out=$1 src
+	if [ "$(cat "$out/initramfs.rev" 2>/dev/null)" != "$INITRAMFS_REV" ]; then
+		say "rebuilding the base initramfs (layout revision $INITRAMFS_REV)"
+		have_kernel "$out" || fetch_kernel "$out"
+		make_initramfs "$out"
+		echo "$INITRAMFS_REV" >"$out/initramfs.rev"
+	fi
+	src=$CHROOT/build/src/linux-source-$KMM/drivers/md/dm-pcache
+	[ -s "$out/dm-pcache-src.md5" ] || [ ! -d "$src" ] || src_md5 "$src" >"$out/dm-pcache-src.md5"
+	say "reusing the cached build for $KREL ($KVER)"
+	echo "$out"
+	exit 0
+}
+
+# The pinned kernel, when it was built before, is the one used: no network needed,
+# and a newer kernel in sid does not change what CI judges with.
+# shellcheck source=/dev/null
+PIN_DIR=$CACHE/k/$(. "$HERE/PINNED" && echo "${KREL}_${KVER}")
+if [ "${PCACHE_KERNEL_UNPINNED:-0}" != 1 ] && [ -f "$PIN_DIR/ok" ]; then
+	# shellcheck source=/dev/null
+	. "$PIN_DIR/kernel.env"
+	host_deps
+	reuse "$PIN_DIR"
+fi
 if [ "${PCACHE_KERNEL_OFFLINE:-0}" = 1 ]; then
 	use_cached_or_skip "PCACHE_KERNEL_OFFLINE=1 and no kernel was built before in $CACHE"
 fi
@@ -325,17 +362,7 @@ refresh_lists
 discover
 ID="${KREL}_${KVER}"
 OUT=$CACHE/k/$ID
-if [ -f "$OUT/ok" ]; then
-	if [ "$(cat "$OUT/initramfs.rev" 2>/dev/null)" != "$INITRAMFS_REV" ]; then
-		say "rebuilding the base initramfs (layout revision $INITRAMFS_REV)"
-		have_kernel "$OUT" || fetch_kernel "$OUT"
-		make_initramfs "$OUT"
-		echo "$INITRAMFS_REV" >"$OUT/initramfs.rev"
-	fi
-	say "reusing the cached build for $KREL ($KVER)"
-	echo "$OUT"
-	exit 0
-fi
+[ -f "$OUT/ok" ] && reuse "$OUT"
 say "sid ships $KREL ($KVER): building (one time per kernel version)"
 rm -rf "$OUT"
 mkdir -p "$OUT"
