@@ -21,6 +21,8 @@
 # Default: a set of cases that covers every problem code of the corpus once
 # (cheapest bases first, about 60 cases); KT_E_ALL=1 runs every line of cases.txt,
 # KT_E_FILTER=REGEX only the cases whose `NAME BASE` matches.
+# Refusals are matched by reason: refusals.txt gives, per problem code, the errno and the
+# kernel log line the refusal must come with.
 # known-issues.txt lists discrepancies already reported: they print as
 # `not ok ... # TODO known: ...` and run.sh does not count them as failures.
 set -u
@@ -176,9 +178,9 @@ prepare_case() {
 	bkf=$D/backing-${BASE_BACK[$base]}
 	[ -f "$bkf" ] || truncate -s "${BASE_BACK[$base]}" "$bkf"
 	fopts=(--verify-data --backing "$bkf")
-	"$PCACHE" fsck -n --json "${fopts[@]}" "$img" >"$D/c$ncase.fsck.json" 2>"$D/fsck.err"
+	"$PCACHE" fsck -n --json "${fopts[@]}" "$img" >"$D/c$ncase.fsck.json" 2>"$D/c$ncase.fsck.err"
 	frc=$?
-	verdict=$(python3 - "$D/c$ncase.fsck.json" "$D/fsck.err" <<'PYEOF'
+	verdict=$(python3 - "$D/c$ncase.fsck.json" "$D/c$ncase.fsck.err" <<'PYEOF'
 import json, sys
 try:
     d = json.load(open(sys.argv[1]))[0]
@@ -283,6 +285,40 @@ slot_crashed() { # SLOT BATCHDIR
 	grep -E -A8 "$KT_CRASH_RE" "$B/console.log" 2>/dev/null | head -n 10 | sed 's/^/#   console: /'
 }
 
+# first_refusing_code FSCK_JSON: the first problem the kernel refuses a load on; for a
+# device fsck calls no pcache device (no JSON, the reason in FSCK_JSON's .err twin):
+# a foreign magic, or a device too small.
+first_refusing_code() {
+	python3 -c '
+import json, sys
+try:
+    ps = json.load(open(sys.argv[1]))[0]["problems"]
+    print(next(p["code"] for p in ps if p.get("kernel", "").startswith("refuses")))
+except Exception:
+    err = open(sys.argv[1][:-len(".json")] + ".err").read()
+    print("SB_TOO_SMALL" if "512 MiB" in err else "SB_BAD_MAGIC" if "(magic 0x" in err else "-")
+' "$1" 2>/dev/null
+}
+
+# refusal_check SLOT WHY: the kernel refused, as predicted; WHY (dmsetup's error, then
+# the last kernel log lines) must be the reason tests/kernel/refusals.txt gives for
+# the first refusing problem fsck found.
+refusal_check() {
+	local k=$1 why=$2 t=${SLOT_TITLE[$1]} code errno re
+	code=$(first_refusing_code "${SLOT_FSCK[$k]}")
+	IFS='|' read -r _ errno re < <(grep -E "^$code +\|" "$KT_HERE/refusals.txt")
+	errno=$(echo "$errno" | sed 's/^ *//; s/ *$//')
+	re=$(echo "$re" | sed 's/^ *//; s/ *$//')
+	if [ -z "$re" ]; then
+		e_notok "$t: the kernel refuses it, as fsck predicted, but refusals.txt has no reason for $code ($why)"
+	elif [[ "$why" == *"failed: $errno"* ]] && grep -qE "$re" <<<"$why"; then
+		kt_ok "$t: the kernel refuses it, as fsck predicted, for the reason of $code ($errno)"
+	else
+		e_notok "$t: the kernel refuses it, as fsck predicted, but not for the reason of $code: $why"
+		echo "#   expected: '$errno' and /$re/"
+	fi
+}
+
 check_slot() { # SLOT BATCHDIR INDEX
 	local k=$1 B=$2 j=$3 cr rb want=${SLOT_VERDICT[$1]} got t=${SLOT_TITLE[$1]} RB=${SLOT_RB[$1]}
 	cr=$(kt_result "$B" "create_pc$k")
@@ -301,7 +337,7 @@ check_slot() { # SLOT BATCHDIR INDEX
 		return
 	fi
 	if [ "$got" = refuses ]; then
-		kt_ok "$t: the kernel refuses it, as fsck predicted (${cr#fail })"
+		refusal_check "$k" "${cr#fail }"
 		return
 	fi
 	case "$rb" in
