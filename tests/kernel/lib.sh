@@ -414,3 +414,26 @@ kt_ranges_within() {
 	done
 	return 0
 }
+
+# ---------------------------------------------------------------------------
+# Images `pcache flush` left, for scenario h, which loads them all in one boot:
+# KT_WORK/flushed/NAME/ holds pmem.img, back.img and info (`DATA_CRC MD5`: MD5 of
+# the whole logical device before the flush, which the kernel must serve after it).
+
+# kt_logical_md5 PMEM BACK: md5 of the whole logical device (BACK's size) our
+# replay gives.
+kt_logical_md5() {
+	local out=$KT_WORK/lmd5.$$.img rc
+	kt_logical "$1" "$2" "$(stat -c %s "$2")" "$out" >&2
+	rc=$?
+	[ $rc -eq 0 ] && md5sum <"$out" | cut -d' ' -f1
+	rm -f "$out" "$out".*
+	return $rc
+}
+
+# kt_flushed_keep NAME DATA_CRC MD5 PMEM BACK: copies a flushed image pair there.
+kt_flushed_keep() {
+	local F=$KT_WORK/flushed/$1
+	mkdir -p "$F"
+	kt_cp "$4" "$F/pmem.img" && kt_cp "$5" "$F/back.img" && echo "$2 $3" >"$F/info"
+}

@@ -12,6 +12,7 @@ Subcommands:
   diff       byte ranges where two files differ
   json-get   one value out of a JSON document (PATH like 0.status_line)
   status-cmp compare a kernel status line with the one pcache info computed
+  cutcheck   is what a power cut left consistent with what was acknowledged?
 """
 import argparse
 import json
@@ -180,6 +181,44 @@ def cmd_json_get(a):
     return 0
 
 
+def read_lines(list_path):
+    with open(list_path) as f:
+        return [tuple(int(x) for x in line.split()) for line in f if len(line.split()) == 3]
+
+
+def cmd_cutcheck(a):
+    """After a power cut: writes [0, durable) were acknowledged by a FLUSH, writes
+    [durable, issued) were in flight.  GOT (the logical device our replay of the cut
+    image gives) must hold, in every sector, the acknowledged content or the content
+    of one of the writes in flight that cover it.  Says which prefix of the list
+    GOT equals, when it equals one."""
+    writes = read_lines(a.list)[: a.issued]
+    with open(a.blob, "rb") as f:
+        blob = f.read()
+    buf = read_range(a.base, a.range)
+    for off, length, src in writes[: a.durable]:
+        buf[off : off + length] = blob[src : src + length]
+    got = read_range(a.got, a.range)
+    prefix = a.durable if got == buf else None
+    bad = {s for s in range(0, a.range, 512) if got[s : s + 512] != buf[s : s + 512]}
+    for i in range(a.durable, len(writes)):
+        off, length, src = writes[i]
+        for s in range(off, off + length, 512):
+            if s in bad and got[s : s + 512] == blob[src + s - off : src + s - off + 512]:
+                bad.discard(s)
+        buf[off : off + length] = blob[src : src + length]
+        if prefix is None and got == buf:
+            prefix = i + 1
+    if bad:
+        first = min(bad)
+        print("cutcheck: %d sectors hold neither the acknowledged content nor an in-flight write (first at byte %d)"
+              % (len(bad), first))
+        return 1
+    what = "the first %d writes" % prefix if prefix is not None else "no prefix of the list (sectors of several in-flight writes)"
+    print("cutcheck: %d writes acknowledged, %d in flight; the image holds %s" % (a.durable, len(writes) - a.durable, what))
+    return 0
+
+
 STATUS_FIELDS = "sb_flags seg_total cache_segs segs_used gc_percent cache_flags key_head dirty_tail key_tail".split()
 
 
@@ -259,6 +298,14 @@ def main():
     s.add_argument("tools")
     s.add_argument("--ignore", default="")
     s.add_argument("--gc", action="store_true")
+    cc = sub.add_parser("cutcheck")
+    cc.add_argument("--range", type=int, required=True)
+    cc.add_argument("--base")
+    cc.add_argument("--list", required=True)
+    cc.add_argument("--blob", required=True)
+    cc.add_argument("--durable", type=int, required=True)
+    cc.add_argument("--issued", type=int, required=True)
+    cc.add_argument("--got", required=True)
     a = p.parse_args()
     return {
         "genwrites": cmd_genwrites,
@@ -268,6 +315,7 @@ def main():
         "json-get": cmd_json_get,
         "diff": cmd_diff,
         "status-cmp": cmd_status_cmp,
+        "cutcheck": cmd_cutcheck,
     }[a.cmd](a)
 
 

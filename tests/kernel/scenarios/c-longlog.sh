@@ -139,6 +139,7 @@ grep '^time_' "$D/out/results" | sed 's/^/#   guest /'
 if [ "$KT_HAVE_FLUSH" = 1 ]; then
 	kt_cp "$D/pmem.img" "$D/pmem-flushed.img"
 	kt_cp "$D/back.img" "$D/back-flushed.img"
+	md5=$(kt_logical_md5 "$D/pmem.img" "$D/back.img")
 	out=$("$PCACHE" flush "$D/pmem-flushed.img" "$D/back-flushed.img" 2>&1)
 	rc=$?
 	if [ $rc -eq 0 ]; then
@@ -150,6 +151,8 @@ if [ "$KT_HAVE_FLUSH" = 1 ]; then
 	kt_same "$tag: after pcache flush the backing file equals the model" \
 		"$D/back-flushed.img" "$D/model" "$BACK_SIZE"
 	kt_fsck_clean "$tag: fsck -n is clean after pcache flush" "$D/pmem-flushed.img"
+	# scenario h loads it
+	[ -n "$md5" ] && kt_flushed_keep c-longlog true "$md5" "$D/pmem-flushed.img" "$D/back-flushed.img"
 	rm -f "$D/pmem-flushed.img" "$D/back-flushed.img"
 else
 	kt_skip "$tag: pcache flush (build/pcache has no flush command)"

@@ -19,7 +19,7 @@ BACK_SIZE=$((256 * MiB))
 
 # run_case NAME CRC(true|false) SEED MKIMAGE-ARGS...
 run_case() {
-	local name=$1 crc=$2 seed=$3 tag D mk
+	local name=$1 crc=$2 seed=$3 tag D mk md5
 	shift 3
 	tag="d: $name"
 	D=$(kt_case "d-$name")
@@ -58,6 +58,7 @@ EOF
 	kt_replay_matches "$tag: our replay of the kernel-extended log equals the model" \
 		"$D/pmem.img" "$D/back.img" "$D/model2" "$RANGE"
 	if [ "$KT_HAVE_FLUSH" = 1 ]; then
+		md5=$(kt_logical_md5 "$D/pmem.img" "$D/back.img")
 		out=$("$PCACHE" flush "$D/pmem.img" "$D/back.img" 2>&1)
 		rc=$?
 		if [ $rc -eq 0 ]; then
@@ -68,6 +69,8 @@ EOF
 		fi
 		kt_same "$tag: after pcache flush the backing file equals the model" \
 			"$D/back.img" "$D/model2" "$BACK_SIZE"
+		# scenario h loads it
+		[ -n "$md5" ] && kt_flushed_keep "d-$name" "$crc" "$md5" "$D/pmem.img" "$D/back.img"
 	else
 		kt_skip "$tag: pcache flush (build/pcache has no flush command)"
 	fi
