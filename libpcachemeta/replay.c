@@ -93,6 +93,8 @@ struct run {
 	bool dirty_zone;
 	struct pcm_pos last_at;   /* salvage: the last LAST kset met, cseg UINT32_MAX: none */
 	uint64_t ksets, keys;     /* salvage: counts of the walks before this one */
+	struct pcm_pos *skipped;  /* salvage: the damaged places passed, each once */
+	size_t nskipped;
 };
 
 /* The first bad key fails the kernel's load (§6.4 step 6): remembered, and counted. */
@@ -238,6 +240,25 @@ static int replay_suspects(struct run *x, struct pcm_pos pos)
 	return rc;
 }
 
+/*
+ * A damaged place is passed once: a chain that leads back to it (a LAST into a
+ * segment already on the log) ends the salvage there instead of going round.
+ */
+static int salvage_once(struct run *x, struct pcm_pos at)
+{
+	struct pcm_pos *v;
+
+	for (size_t i = 0; i < x->nskipped; i++)
+		if (pcm_pos_eq(x->skipped[i], at))
+			return 1;
+	v = realloc(x->skipped, (x->nskipped + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	x->skipped = v;
+	x->skipped[x->nskipped++] = at;
+	return 0;
+}
+
 /* Salvage: on at q past the damage the walk ended at; its counts are kept. */
 static int salvage_on(struct run *x, struct pcm_walk *w, struct pcm_pos q)
 {
@@ -276,6 +297,9 @@ static int walk_log(struct run *x, struct pcm_walk *w, enum pcm_walk_event *ev)
 				return rc;
 		} else if (*ev == PCM_WALK_END && o->salvage &&
 			   salvage_next(c, x->r, w, x->last_at, &q)) {
+			rc = salvage_once(x, w->pos);
+			if (rc)
+				return rc < 0 ? rc : 0;
 			if ((rc = salvage_on(x, w, q)))
 				return rc;
 		} else {
@@ -314,6 +338,7 @@ static int replay_walk(const struct pcm_cache *c, const struct pcm_replay_opts *
 		r->failed = true;
 	frc = batch_flush(r, &x.b);   /* what was replayed is indexed, even after a stop */
 	free(x.b.v);
+	free(x.skipped);
 	free(w);
 	return rc < 0 ? rc : frc;
 }

@@ -1051,6 +1051,26 @@ static void summary(const struct stats *st, double secs)
 	   st->failed ? ", some not converged" : "", secs);
 }
 
+/*
+ * Corruptions that once failed, replayed on every run whatever the seed: seed,
+ * index and what went wrong.
+ */
+static const struct { uint64_t seed, i; const char *why; } regressions[] = {
+	{ 79654883531ull, 612, "the salvage replay of a repair went round a log chain "
+	  "leading back to its damage, for ever" },
+};
+
+static void run_regressions(struct fx *fx)
+{
+	for (size_t k = 0; k < sizeof(regressions) / sizeof(regressions[0]); k++) {
+		struct stats st = { .seed = regressions[k].seed };
+
+		one(&st, fx, regressions[k].i);
+		ok(!st.failed, "converge: regression seed %" PRIu64 " case %" PRIu64 ": %s",
+		   regressions[k].seed, regressions[k].i, regressions[k].why);
+	}
+}
+
 int main(void)
 {
 	struct fx fx[NFX] = { { .name = "kernel-dirty-300w.pmem" },
@@ -1073,6 +1093,8 @@ int main(void)
 		one(&st, fx, i);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	summary(&st, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	if (!verbose)
+		run_regressions(fx);
 	fixtures_close(fx);
 	return tap_done();
 }
