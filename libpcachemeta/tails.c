@@ -42,16 +42,17 @@ int pcm_tail_write(struct pcm_cache *c, int which, struct pcm_pos pos, bool in_p
 
 int pcm_gen_write(struct pcm_cache *c, uint32_t cseg, uint64_t gen)
 {
-	/* no valid replica at load: the kernel starts from index 0, seq 0 (gen_seq is 0) */
-	int picked = c->gen_slot[cseg] < 0 ? 0 : c->gen_slot[cseg];
-	struct pcm_seg_gen g = { .h.seq = (uint8_t)(c->gen_seq[cseg] + 1), .gen = gen };
-	int slot = 1 - picked;
+	struct pcm_seg_gen g = { .gen = gen };
 	uint8_t raw[PCM_SEG_GEN_SIZE];
+	int picked, slot, rc;
 	uint64_t off;
-	int rc;
 
 	if (cseg >= c->n_segs)
-		return -EINVAL;
+		return -EINVAL;   /* before gen_slot[cseg] and gen_seq[cseg] are read */
+	/* no valid replica at load: the kernel starts from index 0, seq 0 (gen_seq is 0) */
+	picked = c->gen_slot[cseg] < 0 ? 0 : c->gen_slot[cseg];
+	slot = 1 - picked;
+	g.h.seq = (uint8_t)(c->gen_seq[cseg] + 1);
 	pcm_seg_gen_encode(&g, raw);
 	pcm_record_seal(raw, sizeof(raw));
 	off = pcm_seg_base(c->dseg[cseg]) + PCM_SEG_CTRL_OFF + (uint64_t)slot * PCM_SEG_GEN_SIZE;

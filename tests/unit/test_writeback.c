@@ -345,6 +345,11 @@ static void test_tails(void)
 	ok(!pcm_gen_write(im.c, 5, 2) && !pcm_read_seg_gen(im.dev, im.c->dseg[5], g, &st) &&
 	   st.pick == 1 && g[1].gen == 2 && g[1].h.seq == 3 && im.c->gen[5] == 2,
 	   "gen: alternates, in-memory gen follows");
+	/* past the segment count: refused before its replica state is looked up (ASan: no
+	 * read past gen_slot/gen_seq) */
+	ok(pcm_gen_write(im.c, im.c->n_segs, 3) == -EINVAL &&
+	   pcm_gen_write(im.c, im.c->n_segs + (1u << 20), 3) == -EINVAL && im.c->gen[5] == 2,
+	   "gen: a cache segment past n_segs is refused (-EINVAL), nothing read or written");
 	img_destroy(&im);
 }
 
