@@ -14,7 +14,6 @@
 
 #include "repair_int.h"
 
-
 struct ranges {
 	struct pcm_range **v;
 	uint64_t *n, *bytes, cap;
@@ -55,7 +54,6 @@ static void lost_add(struct diff *d, const struct pcm_extent *e, uint64_t off, u
 
 	if ((e->flags & (PCM_EXT_SUSPECT | PCM_EXT_DIRTY)) == PCM_EXT_DIRTY)
 		d->lost_dirty += len;
-
 	if (rc)
 		d->err = rc;
 }
