@@ -285,9 +285,10 @@ slot_crashed() { # SLOT BATCHDIR
 	grep -E -A8 "$KT_CRASH_RE" "$B/console.log" 2>/dev/null | head -n 10 | sed 's/^/#   console: /'
 }
 
-# first_refusing_code FSCK_JSON: the first problem the kernel refuses a load on; for a
-# device fsck calls no pcache device (no JSON, the reason in FSCK_JSON's .err twin):
-# a foreign magic, or a device too small.
+# first_refusing_code FSCK_JSON: the first problem the kernel refuses a load on.  When
+# fsck printed no JSON (exit 8, the reason in FSCK_JSON's .err twin): a device too
+# small, a foreign magic, or cached data past the end of the backing device, which
+# the kernel refuses as a key past the backing size.
 first_refusing_code() {
 	python3 -c '
 import json, sys
@@ -296,7 +297,8 @@ try:
     print(next(p["code"] for p in ps if p.get("kernel", "").startswith("refuses")))
 except Exception:
     err = open(sys.argv[1][:-len(".json")] + ".err").read()
-    print("SB_TOO_SMALL" if "512 MiB" in err else "SB_BAD_MAGIC" if "(magic 0x" in err else "-")
+    print("SB_TOO_SMALL" if "512 MiB" in err else "SB_BAD_MAGIC" if "(magic 0x" in err else
+          "KEY_RANGE" if "wrong backing device?" in err else "-")
 ' "$1" 2>/dev/null
 }
 
