@@ -325,8 +325,9 @@ static void lost_ranges_text(const struct fsck_state *s, const struct pcm_repair
 		ranges_text(plan->lost_ranges, plan->nlost_ranges);
 	}
 	if (plan->nsuspect_ranges) {
-		printf("%s: %s in %s probably %s their newest version%s (the keys of the "
-		       "corrupt ksets, read without trusting them):\n", s->dev,
+		printf("%s: %s in %s probably %s their newest version%s (the keys of "
+		       "corrupt ksets read without trusting them, and keys whose data "
+		       "cannot be found):\n", s->dev,
 		       cli_fmt_bytes(plan->suspect_bytes, (char[64]){ 0 }, 64),
 		       CLI_COUNT(plan->nsuspect_ranges, "range", "ranges"), verb,
 		       plan->nlost_ranges ? " too" : "");

@@ -133,6 +133,23 @@ static int live_key(struct run *x, const struct pcm_key *k, bool dirty)
 	return batch_add(x->r, &x->b, &e);
 }
 
+/*
+ * Salvage: a key whose data cannot be found (a bad segment or offset) still
+ * names the range whose newest version it held; it goes in as a suspect, in
+ * its place in log order, with the segment and offset it names (a repair that
+ * makes it valid again, as a grown n_segs does, then loses nothing there).
+ */
+static int suspect_key(struct run *x, const struct pcm_key *k, enum pcm_key_verdict v)
+{
+	if ((v != PCM_KEY_BAD_SEG && v != PCM_KEY_BAD_SEG_OFF) || !k->len ||
+	    k->len > (1u << PCM_WINDOW_SHIFT) || k->off > UINT64_MAX - k->len)
+		return 0;
+	return batch_add(x->r, &x->b, &(struct pcm_extent){ .off = k->off,
+			 .len = k->len, .cseg = k->cseg, .seg_off = k->seg_off,
+			 .seg_gen = k->seg_gen, .flags = PCM_EXT_SUSPECT |
+			 (x->dirty_zone && !(k->flags & PCM_KEY_F_CLEAN) ? PCM_EXT_DIRTY : 0) });
+}
+
 static int replay_kset(struct run *x, const struct pcm_walk *w)
 {
 	const struct pcm_replay_opts *o = x->o;
@@ -156,6 +173,8 @@ static int replay_kset(struct run *x, const struct pcm_walk *w)
 			return rc;
 		if (v != PCM_KEY_OK) {
 			bad_key(r, w, i, v);
+			if (o->salvage && (rc = suspect_key(x, &k, v)))
+				return rc;
 			if (!o->keep_going)
 				return 1;
 			continue;
@@ -302,6 +321,10 @@ static int walk_log(struct run *x, struct pcm_walk *w, enum pcm_walk_event *ev)
 				return rc < 0 ? rc : 0;
 			if ((rc = salvage_on(x, w, q)))
 				return rc;
+		} else if (*ev == PCM_WALK_END && o->salvage && w->stop == PCM_STOP_CRC) {
+			/* a damaged kset with nothing valid behind it still held
+			 * writes the kernel acknowledged, unless it was torn */
+			return replay_suspects(x, w->pos);
 		} else {
 			return 0;
 		}

@@ -744,7 +744,8 @@ struct pcm_repair_plan {
 	 */
 	struct pcm_range { uint64_t off, len; } *lost_ranges;
 	uint64_t nlost_ranges, lost_bytes;
-	/* The same for the keys of damaged ksets, read without trusting them: the
+	/* The same for the keys of damaged ksets, read without trusting them, and
+	 * for keys whose data cannot be found (a bad segment or offset): the
 	 * ranges they probably held (their newest version is lost too). */
 	struct pcm_range *suspect_ranges;
 	uint64_t nsuspect_ranges, suspect_bytes;

@@ -25,7 +25,7 @@ extents() {
 	[[ "$output" == *"img.pmem: lost to the repair: 1526 keys, 5.79 MiB (6074368 bytes) of dirty data, 1 corrupt kset"$'\n'* ]] || die "$output"
 	[[ "$output" == *"img.pmem: 5.79 MiB (6074368 bytes) in 218 ranges lost their newest version (reads there return older cached data or the backing device):"$'\n'"  192512 +32768"$'\n'* ]] || die "$output"
 	[[ "$output" == *"  ... 198 more (-v or --json lists them all)"* ]] || die "$output"
-	[[ "$output" == *"img.pmem: 472.00 KiB (483328 bytes) in 25 ranges probably lost their newest version too (the keys of the corrupt ksets, read without trusting them):"* ]] || die "$output"
+	[[ "$output" == *"img.pmem: 472.00 KiB (483328 bytes) in 25 ranges probably lost their newest version too (the keys of corrupt ksets read without trusting them, and keys whose data cannot be found):"* ]] || die "$output"
 	[[ "$output" == *"$HINT"* ]] || die "$output"
 	run pcache fsck -n img.pmem
 	[ "$status" -eq 0 ] || die "second run: exit $status: $output"
@@ -61,7 +61,7 @@ EOF
 	[ "$status" -eq 1 ] || die "exit $status: $output"
 	[[ "$output" == *"fixed: LOG_END_CORRUPT at kset 0:10288: log from 0:10288: rebuild it in free segment 3 (13 ksets); 0 keys dropped, 1 corrupt kset skipped"$'\n'* ]] || die "$output"
 	[[ "$output" == *"img.pmem: lost to the repair: 0 keys, 0 bytes of dirty data, 1 corrupt kset (they were unusable)"* ]] || die "$output"
-	[[ "$output" == *"img.pmem: 472.00 KiB (483328 bytes) in 25 ranges probably lost their newest version (the keys of the corrupt ksets, read without trusting them):"* ]] || die "$output"
+	[[ "$output" == *"img.pmem: 472.00 KiB (483328 bytes) in 25 ranges probably lost their newest version (the keys of corrupt ksets read without trusting them, and keys whose data cannot be found):"* ]] || die "$output"
 	[[ "$output" != *"hint:"* ]] || die "$output"
 	run pcache fsck -n img.pmem
 	[ "$status" -eq 0 ] || die "second run: exit $status: $output"
