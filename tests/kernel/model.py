@@ -7,15 +7,20 @@ Subcommands:
              of random bytes the guest copies from (src is an offset in the blob)
   model      the logical content after applying a write list over a base
   logical    the logical content our tools compute: a backing file with the extents
-             of `pcache replay --json` applied from the cache image
+             of `pcache replay --json` applied from the cache image (--clean-only:
+             only the CLEAN ones, which a real backing device holds too)
   cmp        byte comparison with a readable verdict
   diff       byte ranges where two files differ
+  sdiff      512-byte sector ranges where two sparse files differ (holes skipped)
+  mibs       the MiB runs where sparse files may hold data
   json-get   one value out of a JSON document (PATH like 0.status_line)
   status-cmp compare a kernel status line with the one pcache info computed
   cutcheck   is what a power cut left consistent with what was acknowledged?
 """
 import argparse
+import errno
 import json
+import os
 import random
 import sys
 
@@ -95,31 +100,71 @@ def chain_map(dump):
     return m
 
 
+def data_spans(f, start, end):
+    """The [s, e) spans of f inside [start, end) that may hold data (SEEK_DATA /
+    SEEK_HOLE; the whole window where the file system cannot say)."""
+    spans = []
+    fd = f.fileno()
+    pos = start
+    try:
+        while pos < end:
+            s = os.lseek(fd, pos, os.SEEK_DATA)
+            if s >= end:
+                break
+            e = min(os.lseek(fd, s, os.SEEK_HOLE), end)
+            spans.append((s, e))
+            pos = e
+    except OSError as ex:
+        if ex.errno != errno.ENXIO:  # ENXIO: no data after pos
+            return [(start, end)]
+    return spans
+
+
+def sparse_copy(src, out, length):
+    """out = the first `length` bytes of src (zero past its end), holes kept."""
+    with open(out, "wb") as fo:
+        fo.truncate(length)
+        if not src:
+            return
+        with open(src, "rb") as fi:
+            size = os.fstat(fi.fileno()).st_size
+            for s, e in data_spans(fi, 0, min(size, length)):
+                fi.seek(s)
+                fo.seek(s)
+                while s < e:
+                    buf = fi.read(min(e - s, 1 << 20))
+                    if not buf:
+                        break
+                    if buf.count(0) != len(buf):
+                        fo.write(buf)
+                    else:
+                        fo.seek(len(buf), 1)
+                    s += len(buf)
+
+
 def cmd_logical(a):
-    buf = read_range(a.backing, a.range)
+    # The output starts as a sparse copy of the backing file: a whole device of
+    # GiBs costs only what is cached in it.
+    sparse_copy(a.backing, a.out, a.range)
     replay = load_json(a.replay)
     cmap = chain_map(load_json(a.dump)) if a.dump else {}
     outside = 0
-    n = 0
-    with open(a.pmem, "rb") as pm:
+    with open(a.pmem, "rb") as pm, open(a.out, "r+b") as fo:
         for r in replay:
-            if r.get("type") != "extent":
+            if r.get("type") != "extent" or (a.clean_only and r.get("dirty", True)):
                 continue
             off, length = r["offset"], r["length"]
             dseg = cmap.get(r["cache_seg"], r["cache_seg"])
             dev = SEGMENTS_OFF + dseg * SEG_SIZE + DATA_OFF + r["seg_off"]
-            pm.seek(dev)
-            data = pm.read(length)
             if off >= a.range:
                 outside += 1
                 continue
             end = min(off + length, a.range)
             if end < off + length:
                 outside += 1
-            buf[off:end] = data[: end - off]
-            n += 1
-    with open(a.out, "wb") as f:
-        f.write(buf)
+            pm.seek(dev)
+            fo.seek(off)
+            fo.write(pm.read(end - off))
     if outside:
         print("logical: %d extents reach past the compared range %d" % (outside, a.range))
         return 1 if a.strict else 0
@@ -170,6 +215,69 @@ def cmd_diff(a):
                             ranges.append([o, o + 1])
             pos += max(len(x), len(y))
     print(" ".join("%d-%d" % (s, e) for s, e in ranges))
+    return 0
+
+
+def sector_diff(a_path, a_off, b_path, b_off, length):
+    """[s, e) byte ranges (512-byte sectors, adjacent ones merged) where
+    a[a_off:a_off+length] and b[b_off:b_off+length] differ.  Only spans where one
+    of them may hold data are read: GiB-sized sparse devices compare in moments."""
+    ranges = []
+    with open(a_path, "rb") as fa, open(b_path, "rb") as fb:
+        spans = [(s - a_off, e - a_off) for s, e in data_spans(fa, a_off, a_off + length)]
+        spans += [(s - b_off, e - b_off) for s, e in data_spans(fb, b_off, b_off + length)]
+        spans.sort()
+        merged = []
+        for s, e in spans:
+            s -= s % 512
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        for s, e in merged:
+            pos = s
+            while pos < e:
+                n = min(e - pos, 1 << 20)
+                fa.seek(a_off + pos)
+                fb.seek(b_off + pos)
+                x = fa.read(n).ljust(n, b"\0")
+                y = fb.read(n).ljust(n, b"\0")
+                if x != y:
+                    mx, my = memoryview(x), memoryview(y)
+                    for i in range(0, n, 512):
+                        if mx[i : i + 512] != my[i : i + 512]:
+                            o = pos + i
+                            if ranges and ranges[-1][1] == o:
+                                ranges[-1][1] = o + 512
+                            else:
+                                ranges.append([o, o + 512])
+                pos += n
+    return ranges
+
+
+def cmd_mibs(a):
+    """The MiBs of [0, len) where any of the files may hold data, as merged
+    `FIRST:COUNT` runs (in MiB)."""
+    mib = 1 << 20
+    used = set()
+    for path in a.files:
+        with open(path, "rb") as f:
+            for s, e in data_spans(f, 0, a.len):
+                used.update(range(s // mib, (e + mib - 1) // mib))
+    runs = []
+    for m in sorted(used):
+        if runs and runs[-1][0] + runs[-1][1] == m:
+            runs[-1][1] += 1
+        else:
+            runs.append([m, 1])
+    print(" ".join("%d:%d" % (f, n) for f, n in runs))
+    return 0
+
+
+def cmd_sdiff(a):
+    """Sector ranges where two (sparse) files differ, as `start-end` words."""
+    r = sector_diff(a.a, a.a_off, a.b, a.b_off, a.len)
+    print(" ".join("%d-%d" % (s, e) for s, e in r))
     return 0
 
 
@@ -281,6 +389,7 @@ def main():
     lg.add_argument("--dump")
     lg.add_argument("--range", type=int, required=True)
     lg.add_argument("--strict", action="store_true")
+    lg.add_argument("--clean-only", action="store_true")
     lg.add_argument("--out", required=True)
     c = sub.add_parser("cmp")
     c.add_argument("a")
@@ -290,6 +399,15 @@ def main():
     df.add_argument("a")
     df.add_argument("b")
     df.add_argument("--gap", type=int, default=0)
+    mb = sub.add_parser("mibs")
+    mb.add_argument("files", nargs="+")
+    mb.add_argument("--len", type=int, required=True)
+    sd = sub.add_parser("sdiff")
+    sd.add_argument("a")
+    sd.add_argument("b")
+    sd.add_argument("--a-off", type=int, default=0)
+    sd.add_argument("--b-off", type=int, default=0)
+    sd.add_argument("--len", type=int, required=True)
     j = sub.add_parser("json-get")
     j.add_argument("file")
     j.add_argument("path")
@@ -314,6 +432,8 @@ def main():
         "cmp": cmd_cmp,
         "json-get": cmd_json_get,
         "diff": cmd_diff,
+        "sdiff": cmd_sdiff,
+        "mibs": cmd_mibs,
         "status-cmp": cmd_status_cmp,
         "cutcheck": cmd_cutcheck,
     }[a.cmd](a)

@@ -40,7 +40,19 @@ KT_FAILURES=()
 KT_KNOWN=()
 T0=$(date +%s)
 
+# The table: a row per scenario (checks passed and failed, seconds) and what the
+# scenarios counted (`# stat: SCENARIO KEY VALUE` lines: verdicts, agreements,
+# mutations, cuts, bytes lost).
+KT_ROWS=()
+table() {
+	[ "${#KT_ROWS[@]}" -gt 0 ] || return 0
+	echo "# ==== summary table ===="
+	printf '# %-14s %6s %6s %6s  %s\n' scenario passed failed secs counts
+	printf '# %-14s %6s %6s %6s  %s\n' "${KT_ROWS[@]}"
+}
+
 summary() {
+	table
 	echo "# ==== summary ===="
 	if [ "${#KT_FAILURES[@]}" -gt 0 ]; then
 		echo "# failed:"
@@ -258,6 +270,8 @@ for s in "$KT_HERE"/scenarios/*.sh; do
 		notok "$name: printed no result"
 	fi
 	echo "# scenario $name: $(($(date +%s) - t)) s"
+	counts=$(sed -n "s/^# stat: [^ ]* \([^ ]*\) \([^ ]*\)\$/\1=\2/p" "$out" | tr '\n' ' ')
+	KT_ROWS+=("$name" "$((n_ok - n_skip))" "$n_bad" "$(($(date +%s) - t))" "${counts:--}")
 done
 cat "$KT_WORK/boots.log" 2>/dev/null | awk '{n++; s+=$NF+0} END {if (n) printf "# %d guest boots\n", n}'
 summary

@@ -168,6 +168,30 @@ pg_readback() {
 	fi
 }
 
+# pg_readback_runs NAME KEY SEEK_MIB LIMIT_SECONDS FIRST:COUNT...: like pg_readback,
+# for the MiB runs given only, each to its own offset past SEEK_MIB, and sparsely:
+# all-zero MiBs are not written (the read-back disk starts all zero).  Result:
+# KEY ok RUNS | KEY fail ... | KEY hang (LIMIT passed between two runs).
+pg_readback_runs() {
+	_n=$1 _k=$2 _s=$3 _l=$4
+	shift 4
+	_t0=$(date +%s)
+	for _r in "$@"; do
+		if [ $(($(date +%s) - _t0)) -gt "$_l" ]; then
+			pg_note "$_k hang"
+			return 1
+		fi
+		if ! $DD if="/dev/mapper/$_n" of="$RB" bs=1M skip="${_r%:*}" count="${_r#*:}" \
+			seek=$((_s + ${_r%:*})) iflag=direct conv=notrunc,sparse 2>/tmp/dderr; then
+			pg_note "$_k fail $_r $(tr '\n' ' ' </tmp/dderr)"
+			return 1
+		fi
+	done
+	sync
+	pg_note "time_$_k $(($(date +%s) - _t0))"
+	pg_note "$_k ok $#"
+}
+
 pg_remove() {
 	if dmsetup remove --noudevsync "$1" 2>/tmp/dmerr; then
 		pg_note "remove_$1 ok"

@@ -18,9 +18,14 @@
 # A kernel crash (BUG, Oops, lockup) ends the boot at once: the image being loaded
 # is reported as crashing the kernel, and the images after it go to the next boot.
 #
-# Default: a set of cases that covers every problem code of the corpus once
-# (cheapest bases first, about 60 cases); KT_E_ALL=1 runs every line of cases.txt,
+# Every line of cases.txt runs; KT_E_COVER=1 runs only a set of cases that covers
+# every problem code of the corpus once (cheapest bases first, about 60 cases),
 # KT_E_FILTER=REGEX only the cases whose `NAME BASE` matches.
+# The whole logical device is read back (sparsely) and compared with our replay's;
+# and with the data before the damage (the base image's device): the sectors that
+# differ are what the damage, or the repair, lost.  After fsck -y every lost sector
+# must lie in the ranges fsck declared (lost_ranges, suspect_ranges).
+# The status line at load (all nine fields) must be what `pcache info` predicted.
 # Refusals are matched by reason: refusals.txt gives, per problem code, the errno and the
 # kernel log line the refusal must come with.
 # known-issues.txt lists discrepancies already reported: they print as
@@ -49,7 +54,7 @@ for f in "${PCACHE_FIXTURES:-}" "$(dirname "$PCACHE")/fixtures"; do
 		break
 	fi
 done
-declare -A BASE_OK BASE_CRC BASE_BACK BASE_BACKFILE BASE_RB
+declare -A BASE_OK BASE_CRC BASE_BACK BASE_BACKFILE BASE_BEFORE
 build_base() {
 	local b=$1 img=$D/base-$1.img
 	case "$b" in
@@ -63,21 +68,35 @@ build_base() {
 	*) false ;;
 	esac >/dev/null 2>&1
 }
+# clean_backing BASE: mkimage's CLEAN keys (read-miss fills) say their data is on the
+# backing device; a backing file that holds it makes a dropped CLEAN key cost
+# nothing, as on a real device.
+clean_backing() {
+	local b=$1 img=$D/base-$1.img
+	[ "${BASE_BACKFILE[$b]}" = "$D/empty" ] || return 0
+	"$PCACHE" replay --json "$img" >"$D/clean.json" 2>/dev/null &&
+		"$PCACHE" dump --json --what segments "$img" >"$D/clean.dump.json" 2>/dev/null || return 1
+	grep -q '"dirty":false' "$D/clean.json" || return 0
+	$KT_MODEL logical --clean-only --pmem "$img" --backing "$D/empty" --replay "$D/clean.json" \
+		--dump "$D/clean.dump.json" --range "${BASE_BACK[$b]}" --out "$D/back-$b.img" >/dev/null &&
+		BASE_BACKFILE[$b]=$D/back-$b.img
+}
 for b in fresh fresh-crc w wcrc long kfx; do
 	BASE_CRC[$b]=false
 	BASE_BACK[$b]=$((64 * MiB))
 	BASE_BACKFILE[$b]=$D/empty
-	BASE_RB[$b]=$((32 * MiB))
-	case "$b" in
-	fresh | fresh-crc) BASE_RB[$b]=$((4 * MiB)) ;; # nothing cached beyond a crafted key or two
-	esac
 	case "$b" in
 	fresh-crc) BASE_CRC[$b]=true ;;
 	wcrc) BASE_CRC[$b]=true BASE_BACK[$b]=$((256 * MiB)) ;;
 	kfx) BASE_CRC[$b]=true BASE_BACK[$b]=$((2048 * MiB)) BASE_BACKFILE[$b]=$FX/kernel-dirty-300w.back
 		;;
 	esac
-	if build_base "$b" && "$PCACHE" fsck -n "$D/base-$b.img" >/dev/null 2>&1; then
+	# the whole device before the damage: what every loss is measured against
+	BASE_BEFORE[$b]=$D/before-$b.img
+	if build_base "$b" && "$PCACHE" fsck -n "$D/base-$b.img" >/dev/null 2>&1 &&
+		clean_backing "$b" &&
+		kt_logical "$D/base-$b.img" "${BASE_BACKFILE[$b]}" "${BASE_BACK[$b]}" "${BASE_BEFORE[$b]}" \
+			>"$D/logical.err" 2>&1; then
 		BASE_OK[$b]=1
 	else
 		BASE_OK[$b]=0
@@ -89,9 +108,9 @@ fi
 
 # ---- the cases to run, in cases.txt order ----
 select_cases() {
-	python3 - "$CASES" "${KT_E_ALL:-0}" "${KT_E_FILTER:-}" "$@" <<'PYEOF'
+	python3 - "$CASES" "${KT_E_COVER:-0}" "${KT_E_FILTER:-}" "$@" <<'PYEOF'
 import re, sys
-path, all_, filt = sys.argv[1:4]
+path, cover, filt = sys.argv[1:4]
 avail = set(sys.argv[4:])
 cost = {"fresh": 0, "fresh-crc": 1, "w": 2, "wcrc": 3, "kfx": 4, "long": 5}
 cases = []
@@ -101,7 +120,7 @@ for line in open(path):
         cases.append(p)
 if filt:
     sel = [c for c in cases if re.search(filt, c[0] + " " + c[1])]
-elif all_ == "1":
+elif cover != "1":
     sel = cases
 else:
     # greedy cover of the problem codes, cheapest bases first
@@ -124,12 +143,15 @@ select_cases "${avail[@]}" >"$D/selected"
 
 # ---- prepare every case: images, predictions, expected content ----
 # A slot is one image loaded in the guest.
-SLOT_IMG=() SLOT_CRC=() SLOT_BACK=() SLOT_BACKFILE=() SLOT_EXPECT=() SLOT_VERDICT=() SLOT_TITLE=()
-SLOT_FSCK=() SLOT_RB=()
-add_slot() { # IMG CRC BACK BACKFILE VERDICT TITLE FSCK_JSON READBACK_BYTES
+# SLOT_KIND: corrupted (as the damage left it) or repaired (after fsck -y).
+SLOT_IMG=() SLOT_BASE=() SLOT_KIND=() SLOT_EXPECT=() SLOT_VERDICT=() SLOT_TITLE=() SLOT_FSCK=()
+SLOT_CRC=() SLOT_BACK=() SLOT_BACKFILE=() SLOT_CASE=()
+add_slot() { # IMG BASE KIND VERDICT TITLE FSCK_JSON
 	local k=${#SLOT_IMG[@]}
-	SLOT_IMG+=("$1") SLOT_CRC+=("$2") SLOT_BACK+=("$3") SLOT_BACKFILE+=("$4")
-	SLOT_VERDICT+=("$5") SLOT_TITLE+=("$6") SLOT_EXPECT+=("$D/exp$k") SLOT_FSCK+=("$7") SLOT_RB+=("$8")
+	SLOT_CASE+=("$ncase")
+	SLOT_IMG+=("$1") SLOT_BASE+=("$2") SLOT_KIND+=("$3") SLOT_VERDICT+=("$4") SLOT_TITLE+=("$5")
+	SLOT_FSCK+=("$6") SLOT_EXPECT+=("$D/exp$k")
+	SLOT_CRC+=("${BASE_CRC[$2]}") SLOT_BACK+=("${BASE_BACK[$2]}") SLOT_BACKFILE+=("${BASE_BACKFILE[$2]}")
 }
 
 # expect_slot SLOT: SLOT_EXPECT[SLOT] = what the kernel must serve (our replay over the
@@ -138,7 +160,7 @@ expect_slot() {
 	local k=$1 exp=${SLOT_EXPECT[$1]}
 	case "${SLOT_VERDICT[$k]}" in
 	loads)
-		kt_logical "${SLOT_IMG[$k]}" "${SLOT_BACKFILE[$k]}" "${SLOT_RB[$k]}" "$exp" nostrict \
+		kt_logical "${SLOT_IMG[$k]}" "${SLOT_BACKFILE[$k]}" "${SLOT_BACK[$k]}" "$exp" nostrict \
 			>"$D/logical.err" 2>&1
 		local rc=$?
 		rm -f "$exp.replay.json" "$exp.dump.json" "$exp.replay.err"
@@ -148,16 +170,26 @@ expect_slot() {
 			return 1
 		fi
 		;;
-	resets) $KT_MODEL model --range "${SLOT_RB[$k]}" --base "${SLOT_BACKFILE[$k]}" --out "$exp" ;;
+	resets)
+		cp --sparse=always "${SLOT_BACKFILE[$k]}" "$exp" && truncate -s "${SLOT_BACK[$k]}" "$exp" ;;
 	esac
+	# The status the kernel must show at load (not for a reset: a new cache).
+	[ "${SLOT_VERDICT[$k]}" = loads ] && kt_info_status "${SLOT_IMG[$k]}" >"$exp.status"
 	return 0
 }
+
+# Counts for the summary: verdicts, agreements, bytes lost.
+declare -A E_STAT
+for x in crash_predicted kernel_loads kernel_refuses kernel_resets kernel_crashes "kernel_no result" \
+	agree disagree lost_by_damage lost_by_repair declared_by_fsck lost_undeclared; do
+	E_STAT[$x]=0
+done
 
 ncase=0
 # prepare_case SPEC BASE: corrupts a copy of the base, asks fsck, repairs another copy;
 # adds a slot for each image the kernel is to load.
 prepare_case() {
-	local spec=$1 base=$2 title img fopts bkf frc verdict rep rrc rv rverdict nact lost crc back bf
+	local spec=$1 base=$2 title img fopts bkf frc verdict rep rrc rv rverdict nact lost
 	local -a cargs
 	title="e: $spec on $base"
 	ncase=$((ncase + 1))
@@ -208,19 +240,17 @@ try:
 except Exception:
     print("none 0 0")' "$D/c$ncase.rep.fsck.json")
 	read -r rverdict nact lost <<<"$rv"
-	crc=${BASE_CRC[$base]}
-	back=${BASE_BACK[$base]}
-	bf=${BASE_BACKFILE[$base]}
 	if [ "$verdict" = crashes ]; then
 		echo "#   $title: fsck says the kernel would crash on it (BUG): not loaded corrupted"
+		E_STAT[crash_predicted]=$((E_STAT[crash_predicted] + 1))
 	else
-		add_slot "$img" "$crc" "$back" "$bf" "$verdict" "$title: corrupted, fsck -n exit $frc" \
-			"$D/c$ncase.fsck.json" "${BASE_RB[$base]}"
+		add_slot "$img" "$base" corrupted "$verdict" "$title: corrupted, fsck -n exit $frc" \
+			"$D/c$ncase.fsck.json"
 	fi
 	if [ "$nact" -gt 0 ]; then
-		add_slot "$rep" "$crc" "$back" "$bf" "$rverdict" \
+		add_slot "$rep" "$base" repaired "$rverdict" \
 			"$title: after fsck -y (exit $rrc, $nact repairs, $lost keys dropped)" \
-			"$D/c$ncase.rep.fsck.json" "${BASE_RB[$base]}"
+			"$D/c$ncase.rep.fsck.json"
 	else
 		rm -f "$rep"
 	fi
@@ -321,8 +351,69 @@ refusal_check() {
 	fi
 }
 
-check_slot() { # SLOT BATCHDIR INDEX
-	local k=$1 B=$2 j=$3 cr rb want=${SLOT_VERDICT[$1]} got t=${SLOT_TITLE[$1]} RB=${SLOT_RB[$1]}
+# loss_check SLOT BATCHDIR OFF: the sectors where the device the kernel served
+# differs from the device before the damage (SLOT_LOST).  The damaged image's losses
+# are what the damage forces (when the kernel loads it); after fsck -y every lost
+# sector must lie in those or in the ranges fsck declared (lost_ranges,
+# suspect_ranges): a repair may lose what the damage took and what it says it
+# drops, nothing more.
+loss_check() {
+	local k=$1 B=$2 off=$3 t=${SLOT_TITLE[$1]} n bytes undecl decl lost=${SLOT_EXPECT[$1]}.lost
+	$KT_MODEL sdiff "$B/rb.img" "${BASE_BEFORE[${SLOT_BASE[$k]}]}" --a-off "$off" \
+		--len "${SLOT_BACK[$k]}" >"$lost" || { e_notok "$t: comparing with the device before the damage failed"; return; }
+	if [ "${SLOT_KIND[$k]}" = corrupted ]; then
+		cp "$lost" "$D/case${SLOT_CASE[$k]}.forced"
+	fi
+	read -r n bytes undecl decl < <(python3 - "${SLOT_FSCK[$k]}" "${SLOT_KIND[$k]}" "$lost" \
+		"$D/case${SLOT_CASE[$k]}.forced" <<'PYEOF'
+import json, os, sys
+path, kind, lost_path, forced_path = sys.argv[1:5]
+def ranges(p):
+    if not os.path.exists(p):
+        return []
+    return [tuple(map(int, r.split("-"))) for r in open(p).read().split()]
+lost = ranges(lost_path)
+decl, declared = [], 0
+if kind == "repaired":
+    try:
+        rep = json.load(open(path))[0]["repair"]
+        for key in ("lost_ranges", "suspect_ranges"):
+            decl += [(r["offset"], r["offset"] + r["length"]) for r in rep.get(key) or []]
+        declared = (rep.get("lost_bytes") or 0) + (rep.get("suspect_bytes") or 0)
+    except Exception:
+        pass
+    decl += ranges(forced_path)
+decl.sort()
+undecl, j = 0, 0
+for s, e in lost:
+    while j < len(decl) and decl[j][1] <= s:
+        j += 1
+    cov, i = 0, j
+    while i < len(decl) and decl[i][0] < e:
+        cov += max(0, min(e, decl[i][1]) - max(s, decl[i][0]))
+        i += 1
+    undecl += max(0, (e - s) - cov)
+print(len(lost), sum(e - s for s, e in lost), undecl if kind == "repaired" else 0, declared)
+PYEOF
+	)
+	if [ "${SLOT_KIND[$k]}" = corrupted ]; then
+		E_STAT[lost_by_damage]=$((E_STAT[lost_by_damage] + bytes))
+		[ "$n" -gt 0 ] && echo "#   $t: the kernel serves $bytes bytes ($n ranges) other than before the damage"
+		return
+	fi
+	E_STAT[lost_by_repair]=$((E_STAT[lost_by_repair] + bytes))
+	E_STAT[declared_by_fsck]=$((E_STAT[declared_by_fsck] + decl))
+	if [ "$undecl" -eq 0 ]; then
+		kt_ok "$t: every sector the repair lost ($bytes bytes, $n ranges) was lost to the damage or declared by fsck"
+	else
+		E_STAT[lost_undeclared]=$((E_STAT[lost_undeclared] + undecl))
+		e_notok "$t: the repair lost $undecl bytes neither the damage forced nor fsck declared (of $bytes lost, $n ranges)"
+	fi
+	[ "$n" -gt 0 ] && echo "#   lost: $(tr ' ' '\n' <"$lost" | head -n 8 | tr '\n' ' ')"
+}
+
+check_slot() { # SLOT BATCHDIR RB_OFFSET
+	local k=$1 B=$2 off=$3 cr rb want=${SLOT_VERDICT[$1]} got t=${SLOT_TITLE[$1]} RB=${SLOT_BACK[$1]} d
 	cr=$(kt_result "$B" "create_pc$k")
 	rb=$(kt_result "$B" "rb$k")
 	case "$cr" in
@@ -332,26 +423,38 @@ check_slot() { # SLOT BATCHDIR INDEX
 	esac
 	# A reset is a load that serves the backing device.
 	if [ "$want" = resets ] && [ "$got" = loads ]; then got=resets; fi
+	E_STAT[kernel_$got]=$((E_STAT[kernel_$got] + 1))
 	if [ "$got" != "$want" ]; then
+		E_STAT[disagree]=$((E_STAT[disagree] + 1))
 		e_notok "$t: the kernel $got, fsck predicted '$want'"
 		[ -n "$cr" ] && echo "#   dmsetup: $cr"
 		echo "#   fsck problems: $(problems_of "${SLOT_FSCK[$k]}")"
 		return
 	fi
+	E_STAT[agree]=$((E_STAT[agree] + 1))
 	if [ "$got" = refuses ]; then
 		refusal_check "$k" "${cr#fail }"
 		return
 	fi
+	if [ "$got" = loads ]; then
+		# writeback starts at once (into a slice that drops writes): dirty_tail may
+		# already be past where pcache info put it
+		kt_status_cmp "$t: status at load equals pcache info's (all nine fields; dirty_tail may have moved on)" \
+			"$(kt_result "$B" "st$k")" "$(cat "${SLOT_EXPECT[$k]}.status")" dirty_tail >"$D/st.out"
+		if grep -q '^not ok' "$D/st.out"; then cat "$D/st.out"; else grep '^ok' "$D/st.out"; fi
+	fi
 	case "$rb" in
 	ok*)
-		if ! grep -qx "remove_pc$k ok" "$B/out/results"; then
+		if ! d=$($KT_MODEL sdiff "$B/rb.img" "${SLOT_EXPECT[$k]}" --a-off "$off" --len "$RB" 2>&1); then
+			e_notok "$t: comparing what the kernel served failed: $(echo "$d" | tail -n 1)"
+		elif ! grep -qx "remove_pc$k ok" "$B/out/results"; then
 			e_notok "$t: dmsetup remove after reading it: $(kt_result "$B" "remove_pc$k")"
-		elif cmp -s -i $((j * 64 * MiB)):0 -n "$RB" "$B/rb.img" "${SLOT_EXPECT[$k]}"; then
-			kt_ok "$t: the kernel $got it, as fsck predicted, and serves what our replay serves ($((RB / MiB)) MiB)"
+		elif [ -z "$d" ]; then
+			kt_ok "$t: the kernel $got it, as fsck predicted, and serves what our replay serves (the whole $((RB / MiB)) MiB)"
+			loss_check "$k" "$B" "$off"
 		else
 			e_notok "$t: the kernel $got it, as fsck predicted, and serves what our replay serves"
-			dd if="$B/rb.img" of="$D/got" bs=1M skip=$((j * 64)) count=$((RB / MiB)) status=none
-			$KT_MODEL cmp "$D/got" "${SLOT_EXPECT[$k]}" | sed 's/^/#   /'
+			echo "#   differ (sectors): $(echo "$d" | tr ' ' '\n' | head -n 8 | tr '\n' ' ')"
 		fi
 		;;
 	*)
@@ -361,10 +464,27 @@ check_slot() { # SLOT BATCHDIR INDEX
 }
 
 # ---- boots ----
+# read_runs SLOT: the MiB runs of its device the guest reads: all of it up to
+# KT_E_WHOLE_MAX (256 MiB); past that, every MiB that holds cached data before the
+# damage, in the damaged image or after the repair (the rest is the backing
+# device's, read through no key).  Reading all 2 GiB of kfx through its 1 GiB cache
+# would take minutes in the emulated guest, and the read-miss fills would make GC
+# evict written-back data, which the write-dropping backing slice does not hold.
+read_runs() {
+	local k=$1 n=$((SLOT_BACK[$1] / MiB))
+	if [ "${SLOT_BACK[$k]}" -le "${KT_E_WHOLE_MAX:-$((256 * MiB))}" ]; then
+		echo "0:$n"
+	else
+		$KT_MODEL mibs "${BASE_BEFORE[${SLOT_BASE[$k]}]}" "${SLOT_EXPECT[$k]}" --len "${SLOT_BACK[$k]}"
+	fi
+}
+
 # batch_prepare DIR SLOT...: the NVDIMM files, backing disk and guest script of one
-# boot; DIR/slots lists the slots it holds (those whose expected content exists).
+# boot; DIR/slots lists the slots it holds (those whose expected content exists), as
+# `SLOT RB_OFFSET`: where its whole device goes on the read-back disk (sparsely:
+# the guest skips all-zero MiBs), whose size DIR/rbsize holds.
 batch_prepare() {
-	local B=$1 k j=0 off=0 g RB
+	local B=$1 k j=0 off=0 g RB rbo=0
 	shift
 	rm -rf "$B"
 	mkdir -p "$B/scn"
@@ -372,11 +492,14 @@ batch_prepare() {
 	g=$B/scn/guest.sh
 	: >"$B/slots"
 	for k in "$@"; do
-		expect_slot "$k" && echo "$k" >>"$B/slots"
+		expect_slot "$k" || continue
+		echo "$k $rbo" >>"$B/slots"
+		rbo=$((rbo + SLOT_BACK[k]))
 	done
+	echo "$rbo" >"$B/rbsize"
 	echo "pg_wait_pmems $(wc -l <"$B/slots")" >>"$g"
-	while read -r k; do
-		RB=${SLOT_RB[$k]}
+	while read -r k rbo; do
+		RB=${SLOT_BACK[$k]}
 		printf 'KT-SLOT-%04d' "$k" | dd of="${SLOT_IMG[$k]}" conv=notrunc status=none
 		kt_pmem_to_nv "${SLOT_IMG[$k]}" "$B/nv$j.img"
 		truncate -s $((off + SLOT_BACK[k])) "$B/back.img"
@@ -392,7 +515,8 @@ if [ -z "\$P" ]; then
 elif pg_linear bk$k \$BACK $off ${SLOT_BACK[$k]} drop_writes; then
 	if pg_create pc$k ${SLOT_CRC[$k]} \$P /dev/mapper/bk$k; then
 		echo "<3>pcache-loaded $k" >/dev/kmsg
-		pg_readback pc$k $RB rb$k $((j * 64)) 60 && pg_remove pc$k
+		pg_status pc$k st$k
+		pg_readback_runs pc$k rb$k $((rbo / MiB)) $((60 + RB / (8 * MiB))) $(read_runs "$k") && pg_remove pc$k
 	fi
 	dmsetup remove --noudevsync bk$k 2>/dev/null
 fi
@@ -409,7 +533,7 @@ batch_boot() {
 	local B=$1 n t0
 	n=$(wc -l <"$B/slots")
 	t0=$(date +%s)
-	KT_SMP=$E_SMP KT_RB_SIZE=$((n * 64 * MiB)) KT_IDLE_TIMEOUT=${KT_E_IDLE_TIMEOUT:-90} \
+	KT_SMP=$E_SMP KT_RB_SIZE=$(cat "$B/rbsize") KT_IDLE_TIMEOUT=${KT_E_IDLE_TIMEOUT:-90} \
 		kt_boot "$B" >"$B/boot.out" 2>&1
 	echo "$KT_BOOT_CRASH" >"$B/crash"
 	echo "$(($(date +%s) - t0))" >"$B/secs"
@@ -417,7 +541,7 @@ batch_boot() {
 
 # batch_check DIR: the verdicts of one boot; sets RETRY to the slots it did not reach.
 batch_check() {
-	local B=$1 k j=0 crashed="" slots
+	local B=$1 k rbo crashed="" slots line
 	mapfile -t slots <"$B/slots"
 	KT_BOOT_CRASH=$(cat "$B/crash" 2>/dev/null)
 	grep -v '^#   ' "$B/boot.out"
@@ -428,13 +552,15 @@ batch_check() {
 			"$B/console.log")
 	fi
 	RETRY=()
-	for k in "${slots[@]}"; do
+	for line in "${slots[@]}"; do
+		read -r k rbo <<<"$line"
 		if [ "$k" = "$crashed" ]; then
+			E_STAT[kernel_crashes]=$((E_STAT[kernel_crashes] + 1)) E_STAT[disagree]=$((E_STAT[disagree] + 1))
 			slot_crashed "$k" "$B"
 		elif grep -qx "slot_done_$k" "$B/out/results" 2>/dev/null; then
 			[ -n "${HUNG[$k]:-}" ] &&
 				echo "#   note: ${SLOT_TITLE[$k]}: a first boot hung silently while loading it; it passed on its own boot"
-			check_slot "$k" "$B" "$j"
+			check_slot "$k" "$B" "$rbo"
 		elif [ -z "$crashed" ]; then
 			# a silent hang: the first image that did not finish; it gets one more
 			# boot of its own before it is called a hang of the kernel
@@ -443,18 +569,16 @@ batch_check() {
 				HUNG[$k]=1
 				echo "#   ${SLOT_TITLE[$k]}: the guest hung silently while loading it; trying it once more"
 				RETRY+=("$k")
-				j=$((j + 1))
 				continue
 			fi
+			E_STAT[kernel_crashes]=$((E_STAT[kernel_crashes] + 1)) E_STAT[disagree]=$((E_STAT[disagree] + 1))
 			slot_crashed "$k" "$B"
 		else
 			RETRY+=("$k")
-			j=$((j + 1))
 			continue
 		fi
 		# done with this image
-		[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -f "${SLOT_IMG[$k]}" "${SLOT_EXPECT[$k]}"
-		j=$((j + 1))
+		[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -f "${SLOT_IMG[$k]}" "${SLOT_EXPECT[$k]}" "${SLOT_EXPECT[$k]}.status" "${SLOT_EXPECT[$k]}.lost"
 	done
 	echo "#   boot $(basename "$B"): ${#slots[@]} images, guest $(cat "$B/secs" 2>/dev/null) s"
 	[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$B"
@@ -505,4 +629,8 @@ while :; do
 	pending=("${retry_all[@]}" "${pending[@]}")
 done
 echo "#   $ncase corruption cases, ${#SLOT_IMG[@]} images loaded in $nb boots"
+# `# stat: ` lines feed run.sh's summary table.
+echo "# stat: e cases $ncase"
+echo "# stat: e images ${#SLOT_IMG[@]}"
+for x in "${!E_STAT[@]}"; do echo "# stat: e ${x// /_} ${E_STAT[$x]}"; done | sort
 [ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$D"
