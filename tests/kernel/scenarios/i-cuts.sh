@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Scenario i: power cuts inside the real kernel at random moments (issue 19 item 6).
+# Each cut boot loads a freshly made cache over a 64 MiB backing device, runs one
+# workload, and cuts the power (sysrq b: nothing removed, nothing synced) at a
+# moment drawn from the run seed:
+#  wb:   writes (4 MiB each, as 4 KiB writes: many keys) and FLUSH; once the
+#        kernel's writeback has moved dirty_tail, a random delay, then the cut;
+#  gc:   gc_percent 10 (pcache format --gc-percent), a stream of 16 MiB writes with
+#        a FLUSH every 4 keeps writeback busy and GC reclaiming; once GC has moved
+#        key_tail, a random delay, then the cut while the writes go on;
+#  seg:  an image whose log ends about 32 ksets before the end of its segment
+#        (build/tests/mkimage, written back with pcache flush, CLEAN keys over a
+#        backing file holding the same data), then a stream of 512-byte writes
+#        without FLUSH; once key_head has left segment 0 (the kernel wrote a LAST
+#        kset), a random delay, then the cut;
+#  full: gc_percent 90, a stream of 16 MiB writes (4 MiB each) until every
+#        segment is in use and writes wait for GC; a random delay, then the cut.
+# Two cuts of each (data CRCs on one, off the other), two boots at a time, each
+# guest with one CPU.  The writer in the guest records, before each group of
+# writes, how many may be issued and how many a FLUSH acknowledged, on a raw disk
+# with direct writes (the host file has it before the writer goes on).
+# After each cut, on the host: fsck -n is clean; our replay of the cut image over
+# the backing file keeps every acknowledged write and holds nothing but in-flight
+# writes besides (model.py cutcheck).  Then one boot with every cut image on its
+# own NVDIMM: the kernel loads each, its status equals pcache info's (writeback and
+# GC may move dirty_tail and key_tail after the load), and the md5 of the whole
+# device it serves equals our replay's.  The guest kernel log must be clean in
+# every boot.
+#
+# What cannot be aimed at from the guest: the windows of a few stores inside the
+# kernel (a GC step between its gen bump and its key_tail write, doc/format.md
+# §12.4; a kset close between the LAST kset and the first kset of the new
+# segment).  The cuts land at random moments while writeback, GC or the crossing
+# writes run; each cut says where it landed (tails, gens, LAST ksets), and fsck
+# would report a cut inside the §12.4 window as KEY_STALE.
+#
+# KT_I_SEED=N repeats a run's delays and data; KT_I_ONLY=REGEX runs only the cuts
+# whose name (wb-1, gc-2, ...) matches.
+set -u
+# shellcheck source=tests/kernel/lib.sh
+. "$KT_HERE/lib.sh"
+
+MiB=$((1 << 20))
+SLOT=$((64 * MiB))
+I=$(kt_case i)
+SEED=${KT_I_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+echo "# i: seed $SEED (KT_I_SEED=$SEED reproduces)"
+
+# The cuts: NAME KIND DATA_CRC.
+CUTS=(
+	"full-1 full false" "wb-1 wb true" "gc-1 gc true" "seg-1 seg false"
+	"full-2 full true" "wb-2 wb false" "gc-2 gc false" "seg-2 seg true"
+)
+# Delay ranges after the trigger, milliseconds.
+declare -A DMIN=([wb]=0 [gc]=0 [seg]=0 [full]=0) DMAX=([wb]=1000 [gc]=1500 [seg]=400 [full]=1000)
+
+# rnd NAME LO HI: a number in [LO, HI] drawn from the run seed and NAME.
+rnd() {
+	python3 -c 'import random, sys; print(random.Random("%s-%s" % (sys.argv[1], sys.argv[2])).randint(int(sys.argv[3]), int(sys.argv[4])))' \
+		"$SEED" "$@"
+}
+
+# A random backing device the fresh caches start over (the model starts from it).
+$KT_MODEL genwrites --seed "$(rnd base 1 2147483647)" --count 0 --range 1 --blob-size "$SLOT" \
+	--blob "$I/base.img" --list /dev/null
+
+# prefill C SEED WRITES LEN clean|dirty [mkimage options]: C/pmem.img gets WRITES
+# keys of LEN bytes each (build/tests/mkimage), C/base.img the logical device they
+# make.  clean: CLEAN keys, the backing file holds the same data (as a read miss
+# leaves it), and pcache flush moves dirty_tail to key_head, so the kernel's
+# writeback has nothing to walk through and GC may take it all; dirty: dirty keys
+# over a zero backing file, for the kernel's writeback to work through.
+prefill() {
+	local C=$1 seed=$2 w=$3 len=$4 how=$5 pct=100
+	shift 5
+	[ "$how" = dirty ] && pct=0
+	"$KT_MKIMAGE" --size "$KT_NS_SIZE" --quiet "$@" --writes "$w" --min-len "$len" --max-len "$len" \
+		--align "$len" --seed "$seed" --clean-pct "$pct" --range "$SLOT" --model "$C/base.img" "$C/pmem.img" &&
+		truncate -s "$SLOT" "$C/base.img" || return 1
+	if [ "$how" = clean ]; then
+		kt_cp "$C/base.img" "$C/back.img" &&
+			"$PCACHE" flush -q "$C/pmem.img" "$C/back.img" >/dev/null 2>&1
+	else
+		truncate -s "$SLOT" "$C/back.img"
+	fi
+}
+
+# prepare NAME KIND CRC DELAY_MS: the case directory: pmem.img, base.img (the
+# backing device before the boot; back.img is a copy the boot changes), the write
+# list and blob, the guest script.
+prepare() {
+	local n=$1 kind=$2 crc=$3 dus=$(($4 * 1000)) C=$I/$1 ls g fmt=()
+	ls=$(rnd "$n-list" 1 2147483647)
+	rm -rf "$C"
+	mkdir -p "$C"
+	kt_guest_script "$C/scn"
+	g=$C/scn/guest.sh
+	[ "$crc" = true ] && fmt=(--data-crc)
+	case "$kind" in
+	seg)
+		# 413000 CLEAN 512-byte keys: the log ends about 32 ksets before the end of
+		# segment 0
+		prefill "$C" "$ls" 413000 512 clean "${fmt[@]}" || return 1
+		;;
+	full)
+		# 244000 dirty 4 KiB keys: 61 of the 63 segments in use.  The kernel's
+		# writes fill the other two in a second or two; GC (at 56 segments, 90 %)
+		# frees nothing before writeback has passed the keys of a segment, and it
+		# runs every 5 s
+		prefill "$C" "$ls" 244000 4096 dirty --gc-percent 90 "${fmt[@]}" || return 1
+		;;
+	*)
+		kt_new_pmem "$C/pmem.img"
+		[ "$kind" = gc ] && fmt+=(--gc-percent 10)
+		"$PCACHE" format -q "${fmt[@]}" "$C/pmem.img" || return 1
+		kt_cp "$I/base.img" "$C/base.img"
+		kt_cp "$I/base.img" "$C/back.img"
+		;;
+	esac
+	case "$kind" in
+	wb)
+		# Runs of 4000 sequential 512-byte writes (one key each): quick to write,
+		# and many ksets to write back.  Two runs and FLUSH first; once writeback
+		# has taken them it waits 5 s before it looks again, and the other ten runs
+		# (310 ksets, about 3 s) and their FLUSHes go in then.  Writeback takes
+		# them in about 1.5 s (it merges the adjacent keys of a kset).
+		$KT_MODEL genwrites --seed "$ls" --count 12 --range "$SLOT" --min 2048000 --max 2048000 \
+			--align 512 --blob-size $((32 * MiB)) --blob "$C/scn/blob" --list "$C/scn/writes"
+		cat >>"$g" <<EOF
+pg_create pc $crc
+pg_status pc status_load
+pg_cut_writer pc /scn/writes /scn/blob 512 2 0 2
+pg_poll pc idle '\$8 == \$7' 30
+pg_cut_writer pc /scn/writes /scn/blob 512 4 2
+pg_status pc status_flushed
+pg_poll_moves pc trigger 8 30 && usleep $dus
+EOF
+		;;
+	gc)
+		$KT_MODEL genwrites --seed "$ls" --count 60 --range "$SLOT" --min $((16 * MiB)) --max $((16 * MiB)) \
+			--align 65536 --blob-size $((32 * MiB)) --blob "$C/scn/blob" --list "$C/scn/writes"
+		cat >>"$g" <<EOF
+pg_create pc $crc
+pg_status pc status_load
+pg_cut_writer pc /scn/writes /scn/blob 65536 4 &
+pg_poll pc trigger '\$9 != "0:0"' 60 && usleep $dus
+EOF
+		;;
+	full)
+		$KT_MODEL genwrites --seed "$ls" --count 120 --range "$SLOT" --min $((16 * MiB)) --max $((16 * MiB)) \
+			--align $((16 * MiB)) --blob-size $((32 * MiB)) --blob "$C/scn/blob" --list "$C/scn/writes"
+		cat >>"$g" <<EOF
+pg_create pc $crc
+pg_status pc status_load
+pg_cut_writer pc /scn/writes /scn/blob 4194304 4 &
+pg_poll pc trigger '\$4 >= \$2' 90 && usleep $dus
+EOF
+		;;
+	seg)
+		# 24 runs of 1000 sequential 512-byte writes, one key each
+		$KT_MODEL genwrites --seed "$ls" --count 0 --range 1 --blob-size $((32 * MiB)) \
+			--blob "$C/scn/blob" --list /dev/null
+		awk 'BEGIN { for (i = 0; i < 24; i++) printf "%d 512000 %d\n", i * 512000, (i * 7 % 60) * 512000 }' \
+			>"$C/scn/writes"
+		cat >>"$g" <<EOF
+pg_create pc $crc
+pg_status pc status_load
+pg_cut_writer pc /scn/writes /scn/blob 512 0 &
+pg_poll pc trigger '\$7 !~ /^0:/' 30 && usleep $dus
+EOF
+		;;
+	esac
+	# KT_I_MONITOR=1 (debugging): the status every 200 ms in out/mon
+	if [ "${KT_I_MONITOR:-0}" = 1 ]; then
+		sed -i '/^pg_status pc status_load$/a ( while :; do read -r u _ </proc/uptime; echo "$u $(dmsetup status pc | cut -d" " -f4-)" >>/out/mon; usleep 200000; done ) \&' "$g"
+	fi
+	cat >>"$g" <<'EOF'
+read -r u _ </proc/uptime
+pg_note "t_cut $u"
+pg_status pc status_cut
+pg_cut
+EOF
+}
+
+# progress C: `ISSUED DURABLE` of the last progress record the writer left.
+progress() {
+	dd if="$1/rb.img" bs=512 count=256 status=none | tr '\0' '\n' |
+		grep -E '^KTCUT [0-9]+ [0-9]+ [0-9]+$' | sort -n -k2 | tail -n 1 | cut -d' ' -f3,4
+}
+
+# where NAME KIND: where the cut landed, from the kernel's status before the cut,
+# the status pcache info computes for the cut image and the log itself.  Sets LANDED
+# (1 when it landed where the workload aims) and prints what it found.
+where() {
+	local n=$1 kind=$2 C=$I/$1 st ks facts
+	st=$(kt_info_status "$C/pmem.img")
+	ks=$(kt_result "$C" status_cut)
+	echo "#   $n: kernel status just before the cut: $ks"
+	echo "#   $n: pcache info of the cut image:      $st"
+	# shellcheck disable=SC2086 # its words, as positional parameters
+	set -- $st
+	LANDED=0
+	"$PCACHE" dump --json --what segments,ksets "$C/pmem.img" >"$C/dump.json" 2>/dev/null
+	facts=$(python3 - "$C/dump.json" <<'PYEOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    print("? ?")
+    sys.exit(0)
+lasts = [r for r in d if r.get("type") == "kset" and r.get("last")]
+gens = [r["gen"] for r in d if r.get("type") == "segment_gen" and r.get("picked", True)]
+print(len(lasts), max(gens) if gens else 0)
+PYEOF
+	)
+	case "$kind" in
+	wb)
+		if [ "$8" != 0:0 ] && [ "$8" != "$7" ]; then
+			LANDED=1
+			echo "#   $n: landed inside writeback: dirty_tail $8 moved, key_head $7 not reached"
+		else
+			echo "#   $n: landed outside writeback: dirty_tail $8, key_head $7"
+		fi
+		;;
+	gc)
+		if [ "$9" != 0:0 ] && [ "$9" != "$8" ]; then
+			LANDED=1
+			echo "#   $n: landed while GC had work: key_tail $9 moved, dirty_tail $8 ahead (segment gens up to ${facts#* })"
+		else
+			echo "#   $n: key_tail $9, dirty_tail $8 (segment gens up to ${facts#* })"
+		fi
+		;;
+	seg)
+		if [ "${facts%% *}" != "?" ] && [ "${facts%% *}" -ge 1 ] && [ "${7%%:*}" != 0 ]; then
+			LANDED=1
+			echo "#   $n: landed after the crossing: ${facts%% *} LAST kset(s) on the live log, key_head $7"
+		else
+			echo "#   $n: no crossing in the cut image: key_head $7, LAST ksets ${facts%% *}"
+		fi
+		;;
+	full)
+		local longest
+		# the longest a write took, the one in progress at the cut included
+		longest=$( (cat "$C/out/wlog"; echo "cut $(kt_result "$C" t_cut)") 2>/dev/null |
+			awk 'NR > 1 { d = $2 - p; if (d > m) m = d } { p = $2 } END { printf "%.1f", m }')
+		# the kernel's segs_used just before the cut, or the cut image's
+		local ku
+		ku=$(echo "$ks" | awk '{ print $4 }')
+		if [ "$4" -ge "$2" ] || [ "${ku:-0}" -ge "$2" ]; then
+			LANDED=1
+			echo "#   $n: landed with the cache full: segs_used $ku (kernel, just before), $4 (cut image) of $2; the longest write took ${longest:-?} s"
+		else
+			echo "#   $n: not full at the cut: segs_used $ku (kernel, just before), $4 (cut image) of $2; the longest write took ${longest:-?} s"
+		fi
+		;;
+	esac
+	rm -f "$C/dump.json"
+}
+
+# do_cut NAME KIND CRC: prepares, boots and checks one cut.  Leaves C/pre.img (the cut
+# image) and C/expect.md5 (what the kernel must serve) for the load boot.
+do_cut() {
+	local n=$1 kind=$2 crc=$3 C=$I/$1 delay tag p issued durable trig out
+	delay=$(rnd "$n-delay" "${DMIN[$kind]}" "${DMAX[$kind]}")
+	tag="i: $kind cut $n (data_crc $crc, seed $SEED, delay $delay ms)"
+	if ! prepare "$n" "$kind" "$crc" "$delay"; then
+		kt_notok "$tag: preparing the cache image"
+		return
+	fi
+	KT_SMP=1 kt_run "$C"
+	kt_expect "$C" create_pc ok "$tag: the kernel loads the cache"
+	[ "$(kt_result "$C" create_pc)" = ok ] || return
+	if ! grep -qx 'end cut' "$C/out/results"; then
+		kt_notok "$tag: the guest reached the power cut"
+		kt_show_guest "$C"
+		return
+	fi
+	trig=$(kt_result "$C" trigger)
+	case "$trig" in
+	ok*) kt_ok "$tag: the moment came (after $(echo "$trig" | cut -d' ' -f2) ms: $(echo "$trig" | cut -d' ' -f3-))" ;;
+	*) kt_notok "$tag: the moment came (trigger: ${trig:-none})" ;;
+	esac
+	if grep -q '^cutw_error' "$C/out/results"; then
+		kt_notok "$tag: the kernel failed no write before the cut"
+		grep '^cutw_error' "$C/out/results" | head -n 3 | sed 's/^/#   /'
+	fi
+	p=$(progress "$C")
+	read -r issued durable <<<"$p"
+	if [ -z "$p" ]; then
+		kt_notok "$tag: the writer left its progress on the read-back disk"
+		return
+	fi
+	echo "#   $n: $issued writes may have been issued, $durable acknowledged by a FLUSH; $(tail -n 1 "$C/out/wlog" 2>/dev/null | cut -d' ' -f1) completed by the time /out was saved"
+	kt_fsck_clean "$tag: fsck -n is clean on the cut image" "$C/pmem.img"
+	if ! kt_logical "$C/pmem.img" "$C/back.img" "$SLOT" "$C/got"; then
+		kt_notok "$tag: our replay of the cut image"
+		return
+	fi
+	rm -f "$C/got".*
+	if out=$($KT_MODEL cutcheck --range "$SLOT" --base "$C/base.img" --list "$C/scn/writes" \
+		--blob "$C/scn/blob" --durable "$durable" --issued "$issued" --got "$C/got"); then
+		kt_ok "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides (${out#cutcheck: })"
+	else
+		kt_notok "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides"
+		echo "#   $out"
+	fi
+	where "$n" "$kind"
+	echo "$LANDED" >"$C/landed"
+	md5sum <"$C/got" | cut -d' ' -f1 >"$C/expect.md5"
+	kt_cp "$C/pmem.img" "$C/pre.img"
+	echo "$tag" >"$C/tag"
+	rm -f "$C/got" "$C/base.img" "$C/scn/blob" "$C/rb.img" "$C/results.img"
+}
+
+# ---- the cut boots, two at a time ----
+T0=$(date +%s)
+SEL=()
+for c in "${CUTS[@]}"; do
+	read -r n _ <<<"$c"
+	[[ "$n" =~ ${KT_I_ONLY:-.} ]] && SEL+=("$c")
+done
+worker() { # FIRST: every second cut from FIRST on
+	local k c
+	for ((k = $1; k < ${#SEL[@]}; k += 2)); do
+		c=${SEL[$k]}
+		# shellcheck disable=SC2086 # NAME KIND CRC
+		do_cut $c >"$I/$(echo "$c" | cut -d' ' -f1).out" 2>&1
+	done
+}
+worker 0 &
+worker 1 &
+wait
+declare -A NKIND=([wb]=0 [gc]=0 [seg]=0 [full]=0) NLANDED=([wb]=0 [gc]=0 [seg]=0 [full]=0)
+LOAD=()
+for c in "${SEL[@]}"; do
+	read -r n kind _ <<<"$c"
+	cat "$I/$n.out"
+	if [ -f "$I/$n/pre.img" ]; then
+		LOAD+=("$n")
+		NKIND[$kind]=$((NKIND[$kind] + 1))
+		NLANDED[$kind]=$((NLANDED[$kind] + $(cat "$I/$n/landed")))
+	fi
+done
+echo "#   i: cut boots took $(($(date +%s) - T0)) s"
+# Each workload must have landed where it aims at least once: otherwise its
+# delays no longer fit what the kernel does.
+for kind in wb gc seg full; do
+	[ "${NKIND[$kind]}" -gt 0 ] || continue
+	if [ "${NLANDED[$kind]}" -gt 0 ]; then
+		kt_ok "i: $kind: ${NLANDED[$kind]} of ${NKIND[$kind]} cuts landed where the workload aims (seed $SEED)"
+	else
+		kt_notok "i: $kind: none of ${NKIND[$kind]} cuts landed where the workload aims (seed $SEED)"
+	fi
+done
+
+# ---- one boot loads every cut image ----
+B=$I/load
+rm -rf "$B"
+mkdir -p "$B"
+kt_guest_script "$B/scn"
+echo "pg_wait_pmems ${#LOAD[@]}" >>"$B/scn/guest.sh"
+truncate -s $((${#LOAD[@]} * SLOT)) "$B/back.img"
+j=0
+for n in "${LOAD[@]}"; do
+	C=$I/$n
+	crc=$(grep -oE 'data_crc (true|false)' "$C/tag" | cut -d' ' -f2)
+	printf 'KT-CUT-%04d' "$j" | dd of="$C/pmem.img" conv=notrunc status=none
+	kt_pmem_to_nv "$C/pmem.img" "$B/nv$j.img"
+	rm -f "$C/pmem.img"
+	dd if="$C/back.img" of="$B/back.img" bs=1M seek=$((j * SLOT / MiB)) conv=sparse,notrunc status=none
+	cat >>"$B/scn/guest.sh" <<EOG
+P=\$(pg_find_pmem KT-CUT-$(printf %04d "$j"))
+if [ -z "\$P" ]; then
+	pg_note "create_pc$j fail no pmem device carries the stamp of slot $j"
+elif pg_linear bk$j \$BACK $((j * SLOT)) $SLOT; then
+	if pg_create pc$j $crc \$P /dev/mapper/bk$j; then
+		pg_status pc$j status_load_$j
+		pg_note "md5_$j \$(md5sum </dev/mapper/pc$j | cut -d' ' -f1)"
+		pg_remove pc$j
+	fi
+	dmsetup remove --noudevsync bk$j 2>/dev/null
+fi
+pg_note "slot_done_$j"
+pg_save quick
+EOG
+	j=$((j + 1))
+done
+echo 'pg_save' >>"$B/scn/guest.sh"
+if [ ${#LOAD[@]} -gt 0 ]; then
+	kt_boot "$B"
+	kt_console_clean "$B" "i: load boot: no BUG, Oops, lockup or WARNING in the guest kernel log"
+	j=0
+	for n in "${LOAD[@]}"; do
+		C=$I/$n
+		tag=$(cat "$C/tag")
+		if ! grep -qx "slot_done_$j" "$B/out/results" 2>/dev/null; then
+			kt_notok "$tag: the load boot reached it"
+			j=$((j + 1))
+			continue
+		fi
+		kt_expect "$B" "create_pc$j" ok "$tag: the kernel loads the cut image"
+		if [ "$(kt_result "$B" "create_pc$j")" = ok ]; then
+			kt_status_cmp "$tag: kernel status at load equals pcache info's" \
+				"$(kt_result "$B" "status_load_$j")" "$(kt_info_status "$C/pre.img")" dirty_tail,gc
+			want=$(cat "$C/expect.md5")
+			got=$(kt_result "$B" "md5_$j")
+			if [ "$got" = "$want" ]; then
+				kt_ok "$tag: md5 of the whole 64 MiB device the kernel serves equals our replay's ($got)"
+			else
+				kt_notok "$tag: md5 of the whole 64 MiB device the kernel serves equals our replay's (kernel '$got', replay $want)"
+			fi
+		fi
+		j=$((j + 1))
+	done
+fi
+echo "# i: ${#LOAD[@]} cuts (writeback ${NKIND[wb]}, gc ${NKIND[gc]}, segment-crossing ${NKIND[seg]}, full ${NKIND[full]}), seed $SEED"
+echo "#   i: $(($(date +%s) - T0)) s"
+[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$I"
