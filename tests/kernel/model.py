@@ -13,6 +13,10 @@ Subcommands:
   json-get   one value out of a JSON document (PATH like 0.status_line)
   status-cmp compare a kernel status line with the one pcache info computed
   cutcheck   is what a power cut left consistent with what was acknowledged?
+  sparsewrites  writes that leave every other sector alone (dd conv=sparse skips
+             the all-zero sectors of the guest's blob): a list of `off len src`
+             lines that do not overlap, the guest's blob, and a model blob whose
+             skipped sectors hold what the base has under them, for model/cutcheck
 """
 import argparse
 import json
@@ -219,6 +223,33 @@ def cmd_cutcheck(a):
     return 0
 
 
+def cmd_sparsewrites(a):
+    """COUNT writes of LEN bytes, write k at k * STRIDE, data from k * LEN in the
+    blob.  The guest's blob has every even 512-byte sector of a write zero (so the
+    last sector of a write is data: dd does not write a trailing hole); in the model
+    blob those sectors hold what BASE holds at the place they would go."""
+    rng = random.Random(a.seed)
+    if a.len % 1024 or a.stride < a.len or (a.count - 1) * a.stride + a.len > a.range:
+        raise SystemExit("sparsewrites: bad geometry")
+    guest = bytearray(rng.randbytes(a.count * a.len))
+    base = read_range(a.base, a.range)
+    model = bytearray(guest)
+    lines = []
+    for k in range(a.count):
+        off, src = k * a.stride, k * a.len
+        for s in range(0, a.len, 1024):
+            guest[src + s : src + s + 512] = bytes(512)
+            model[src + s : src + s + 512] = base[off + s : off + s + 512]
+        lines.append("%d %d %d" % (off, a.len, src))
+    with open(a.blob, "wb") as f:
+        f.write(guest)
+    with open(a.model_blob, "wb") as f:
+        f.write(model)
+    with open(a.list, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
 STATUS_FIELDS = "sb_flags seg_total cache_segs segs_used gc_percent cache_flags key_head dirty_tail key_tail".split()
 
 
@@ -306,6 +337,16 @@ def main():
     cc.add_argument("--durable", type=int, required=True)
     cc.add_argument("--issued", type=int, required=True)
     cc.add_argument("--got", required=True)
+    sw = sub.add_parser("sparsewrites")
+    sw.add_argument("--seed", type=int, default=1)
+    sw.add_argument("--count", type=int, required=True)
+    sw.add_argument("--len", type=int, required=True)
+    sw.add_argument("--stride", type=int, required=True)
+    sw.add_argument("--range", type=int, required=True)
+    sw.add_argument("--base")
+    sw.add_argument("--blob", required=True)
+    sw.add_argument("--model-blob", required=True)
+    sw.add_argument("--list", required=True)
     a = p.parse_args()
     return {
         "genwrites": cmd_genwrites,
@@ -316,6 +357,7 @@ def main():
         "diff": cmd_diff,
         "status-cmp": cmd_status_cmp,
         "cutcheck": cmd_cutcheck,
+        "sparsewrites": cmd_sparsewrites,
     }[a.cmd](a)
 
 

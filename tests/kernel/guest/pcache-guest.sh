@@ -220,8 +220,9 @@ pg_progress() {
 # acknowledged: the host trusts nothing else.  Several calls on one LIST go on
 # where the last stopped (the record count and the acknowledged lines are kept in
 # /tmp/cw.state).  /out/wlog gets `LINES_DONE UPTIME` at the start and after each
-# line.  Results:
-# cutw_error LINE ... for a failed write; cutw_done LINES after the last line.
+# line.  CW_CONV adds dd conv= flags (sparse: all-zero blocks of BS bytes are
+# skipped, not written).  Results: cutw_error LINE ... for a failed write;
+# cutw_done LINES after the last line.
 pg_cut_writer() {
 	_cw_n=$(grep -c . "$2")
 	_cw_fe=$5
@@ -243,7 +244,7 @@ pg_cut_writer() {
 		_cw_k=$((_cw_k + 1))
 		[ "$_cw_k" -gt "$_cw_i" ] || continue
 		if ! $DD if="$3" of="/dev/mapper/$1" bs="$4" count=$((_cw_len / $4)) iflag=skip_bytes skip="$_cw_src" \
-			oflag=seek_bytes,direct seek="$_cw_off" conv=notrunc status=none 2>/tmp/cwerr; then
+			oflag=seek_bytes,direct seek="$_cw_off" conv="notrunc${CW_CONV:+,$CW_CONV}" status=none 2>/tmp/cwerr; then
 			pg_note "cutw_error $_cw_i $(tr '\n' ' ' </tmp/cwerr)"
 		fi
 		_cw_i=$((_cw_i + 1))

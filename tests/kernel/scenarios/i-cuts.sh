@@ -5,7 +5,7 @@
 # Each cut boot loads a freshly made cache over a 64 MiB backing device, runs one
 # workload, and cuts the power (sysrq b: nothing removed, nothing synced) at a
 # moment drawn from the run seed:
-#  wb:   writes (4 MiB each, as 4 KiB writes: many keys) and FLUSH; once the
+#  wb:   writes (512-byte keys, every other sector) and FLUSH; once the
 #        kernel's writeback has moved dirty_tail, a random delay, then the cut;
 #  gc:   gc_percent 10 (pcache format --gc-percent), a stream of 16 MiB writes with
 #        a FLUSH every 4 keeps writeback busy and GC reclaiming; once GC has moved
@@ -23,7 +23,7 @@
 # with direct writes (the host file has it before the writer goes on).
 # After each cut, on the host: fsck -n is clean; our replay of the cut image over
 # the backing file keeps every acknowledged write and holds nothing but in-flight
-# writes besides (model.py cutcheck).  Then one boot with every cut image on its
+# writes besides (model.py cutcheck).  Then, in one more boot per worker, every cut image on its
 # own NVDIMM: the kernel loads each, its status equals pcache info's (writeback and
 # GC may move dirty_tail and key_tail after the load), and the md5 of the whole
 # device it serves equals our replay's.  The guest kernel log must be clean in
@@ -49,9 +49,10 @@ SEED=${KT_I_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 echo "# i: seed $SEED (KT_I_SEED=$SEED reproduces)"
 
 # The cuts: NAME KIND DATA_CRC.
+# Two workers take every second one (the first worker full-1, wb-1, ...).
 CUTS=(
-	"full-1 full false" "wb-1 wb true" "gc-1 gc true" "seg-1 seg false"
-	"full-2 full true" "wb-2 wb false" "gc-2 gc false" "seg-2 seg true"
+	"full-1 full false" "full-2 full true" "wb-1 wb true" "wb-2 wb false"
+	"gc-1 gc true" "gc-2 gc false" "seg-1 seg false" "seg-2 seg true"
 )
 # Delay ranges after the trigger, milliseconds.
 declare -A DMIN=([wb]=0 [gc]=0 [seg]=0 [full]=0) DMAX=([wb]=1000 [gc]=1500 [seg]=400 [full]=1000)
@@ -121,16 +122,18 @@ prepare() {
 	esac
 	case "$kind" in
 	wb)
-		# Runs of 4000 sequential 512-byte writes (one key each): quick to write,
-		# and many ksets to write back.  Two runs and FLUSH first; once writeback
-		# has taken them it waits 5 s before it looks again, and the other ten runs
-		# (310 ksets, about 3 s) and their FLUSHes go in then.  Writeback takes
-		# them in about 1.5 s (it merges the adjacent keys of a kset).
-		$KT_MODEL genwrites --seed "$ls" --count 12 --range "$SLOT" --min 2048000 --max 2048000 \
-			--align 512 --blob-size $((32 * MiB)) --blob "$C/scn/blob" --list "$C/scn/writes"
+		# 22 writes of 1536000 bytes as 512-byte writes of every other sector
+		# (dd conv=sparse skips the zero sectors of the blob): 1500 keys each that
+		# writeback cannot merge, so it does 128 backing writes per kset.  Two
+		# writes and FLUSH first; once writeback has taken them it waits 5 s
+		# before it looks again, and the other 20 writes (234 ksets, 1.5-4 s)
+		# and their FLUSHes go in then.  Writeback needs 1-2 s for them.
+		$KT_MODEL sparsewrites --seed "$ls" --count 22 --len 1536000 --stride $((3 * MiB)) --range "$SLOT" \
+			--base "$C/base.img" --blob "$C/scn/blob" --model-blob "$C/model.blob" --list "$C/scn/writes"
 		cat >>"$g" <<EOF
 pg_create pc $crc
 pg_status pc status_load
+export CW_CONV=sparse
 pg_cut_writer pc /scn/writes /scn/blob 512 2 0 2
 pg_poll pc idle '\$8 == \$7' 30
 pg_cut_writer pc /scn/writes /scn/blob 512 4 2
@@ -259,17 +262,35 @@ PYEOF
 	rm -f "$C/dump.json"
 }
 
+# cut_boot C: boots C (one CPU) with C/pmem.img as the namespace; afterwards
+# C/pmem.img holds what the kernel left, and C/nv.img is kept for the load boot.
+cut_boot() {
+	local C=$1
+	kt_pmem_to_nv "$C/pmem.img" "$C/nv.img" || return 1
+	KT_SMP=1 kt_boot "$C"
+	kt_console_clean "$C" "$tag: no BUG, Oops, lockup or WARNING in the guest kernel log"
+	kt_nv_to_pmem "$C/nv.img" "$C/pmem.img"
+}
+
 # do_cut NAME KIND CRC: prepares, boots and checks one cut.  Leaves C/pre.img (the cut
 # image) and C/expect.md5 (what the kernel must serve) for the load boot.
 do_cut() {
-	local n=$1 kind=$2 crc=$3 C=$I/$1 delay tag p issued durable trig out
-	delay=$(rnd "$n-delay" "${DMIN[$kind]}" "${DMAX[$kind]}")
+	local n=$1 kind=$2 crc=$3 C=$I/$1 delay tag p issued durable trig out t0 blob
+	t0=$(date +%s)
+	# the first cut of a kind draws from the lower half of the range, the second
+	# from the upper half, so that they spread over it
+	local lo=${DMIN[$kind]} mid=$(((DMIN[$kind] + DMAX[$kind]) / 2)) hi=${DMAX[$kind]}
+	case "$n" in
+	*-1) delay=$(rnd "$n-delay" "$lo" "$mid") ;;
+	*) delay=$(rnd "$n-delay" "$mid" "$hi") ;;
+	esac
 	tag="i: $kind cut $n (data_crc $crc, seed $SEED, delay $delay ms)"
 	if ! prepare "$n" "$kind" "$crc" "$delay"; then
 		kt_notok "$tag: preparing the cache image"
 		return
 	fi
-	KT_SMP=1 kt_run "$C"
+	cut_boot "$C"
+	echo "#   $n: prepared and booted in $(($(date +%s) - t0)) s (guest $KT_BOOT_SECS s)"
 	kt_expect "$C" create_pc ok "$tag: the kernel loads the cache"
 	[ "$(kt_result "$C" create_pc)" = ok ] || return
 	if ! grep -qx 'end cut' "$C/out/results"; then
@@ -293,14 +314,20 @@ do_cut() {
 		return
 	fi
 	echo "#   $n: $issued writes may have been issued, $durable acknowledged by a FLUSH; $(tail -n 1 "$C/out/wlog" 2>/dev/null | cut -d' ' -f1) completed by the time /out was saved"
-	kt_fsck_clean "$tag: fsck -n is clean on the cut image" "$C/pmem.img"
+	if ! kt_fsck_clean "$tag: fsck -n is clean on the cut image" "$C/pmem.img" &&
+		"$PCACHE" fsck -n "$C/pmem.img" 2>&1 | grep -q 'KEY_STALE'; then
+		echo "#   $n: note: stale keys in the live log: the cut fell between a GC step's gen bump and its key_tail write (doc/format.md §12.4)"
+	fi
 	if ! kt_logical "$C/pmem.img" "$C/back.img" "$SLOT" "$C/got"; then
 		kt_notok "$tag: our replay of the cut image"
 		return
 	fi
 	rm -f "$C/got".*
+	# the model's blob: the guest's, or (sparse writes) what the writes leave
+	blob=$C/scn/blob
+	[ -f "$C/model.blob" ] && blob=$C/model.blob
 	if out=$($KT_MODEL cutcheck --range "$SLOT" --base "$C/base.img" --list "$C/scn/writes" \
-		--blob "$C/scn/blob" --durable "$durable" --issued "$issued" --got "$C/got"); then
+		--blob "$blob" --durable "$durable" --issued "$issued" --got "$C/got"); then
 		kt_ok "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides (${out#cutcheck: })"
 	else
 		kt_notok "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides"
@@ -309,75 +336,41 @@ do_cut() {
 	where "$n" "$kind"
 	echo "$LANDED" >"$C/landed"
 	md5sum <"$C/got" | cut -d' ' -f1 >"$C/expect.md5"
-	kt_cp "$C/pmem.img" "$C/pre.img"
+	mv "$C/pmem.img" "$C/pre.img"
 	echo "$tag" >"$C/tag"
-	rm -f "$C/got" "$C/base.img" "$C/scn/blob" "$C/rb.img" "$C/results.img"
+	rm -f "$C/got" "$C/base.img" "$C/scn/blob" "$C/model.blob" "$C/rb.img" "$C/results.img"
+	echo "#   $n: $(($(date +%s) - t0)) s in all"
 }
 
 # ---- the cut boots, two at a time ----
-T0=$(date +%s)
-SEL=()
-for c in "${CUTS[@]}"; do
-	read -r n _ <<<"$c"
-	[[ "$n" =~ ${KT_I_ONLY:-.} ]] && SEL+=("$c")
-done
-worker() { # FIRST: every second cut from FIRST on
-	local k c
-	for ((k = $1; k < ${#SEL[@]}; k += 2)); do
-		c=${SEL[$k]}
-		# shellcheck disable=SC2086 # NAME KIND CRC
-		do_cut $c >"$I/$(echo "$c" | cut -d' ' -f1).out" 2>&1
-	done
-}
-worker 0 &
-worker 1 &
-wait
-declare -A NKIND=([wb]=0 [gc]=0 [seg]=0 [full]=0) NLANDED=([wb]=0 [gc]=0 [seg]=0 [full]=0)
-LOAD=()
-for c in "${SEL[@]}"; do
-	read -r n kind _ <<<"$c"
-	cat "$I/$n.out"
-	if [ -f "$I/$n/pre.img" ]; then
-		LOAD+=("$n")
-		NKIND[$kind]=$((NKIND[$kind] + 1))
-		NLANDED[$kind]=$((NLANDED[$kind] + $(cat "$I/$n/landed")))
-	fi
-done
-echo "#   i: cut boots took $(($(date +%s) - T0)) s"
-# Each workload must have landed where it aims at least once: otherwise its
-# delays no longer fit what the kernel does.
-for kind in wb gc seg full; do
-	[ "${NKIND[$kind]}" -gt 0 ] || continue
-	if [ "${NLANDED[$kind]}" -gt 0 ]; then
-		kt_ok "i: $kind: ${NLANDED[$kind]} of ${NKIND[$kind]} cuts landed where the workload aims (seed $SEED)"
-	else
-		kt_notok "i: $kind: none of ${NKIND[$kind]} cuts landed where the workload aims (seed $SEED)"
-	fi
-done
-
-# ---- one boot loads every cut image ----
-B=$I/load
-rm -rf "$B"
-mkdir -p "$B"
-kt_guest_script "$B/scn"
-echo "pg_wait_pmems ${#LOAD[@]}" >>"$B/scn/guest.sh"
-truncate -s $((${#LOAD[@]} * SLOT)) "$B/back.img"
-j=0
-for n in "${LOAD[@]}"; do
-	C=$I/$n
-	crc=$(grep -oE 'data_crc (true|false)' "$C/tag" | cut -d' ' -f2)
-	printf 'KT-CUT-%04d' "$j" | dd of="$C/pmem.img" conv=notrunc status=none
-	kt_pmem_to_nv "$C/pmem.img" "$B/nv$j.img"
-	rm -f "$C/pmem.img"
-	dd if="$C/back.img" of="$B/back.img" bs=1M seek=$((j * SLOT / MiB)) conv=sparse,notrunc status=none
-	cat >>"$B/scn/guest.sh" <<EOG
+# load_boot NAME CUT...: one boot (one CPU) loads the images the CUTs left, each on
+# its own NVDIMM (stamped at byte 0, which the kernel never reads or writes) over its
+# own 64 MiB slice of the backing disk: load, status, md5 of the whole device,
+# remove.  Then the verdicts.
+load_boot() {
+	local B=$I/$1 j=0 n C crc tag want got t0
+	shift
+	rm -rf "$B"
+	mkdir -p "$B"
+	kt_guest_script "$B/scn"
+	echo "pg_wait_pmems $#" >>"$B/scn/guest.sh"
+	truncate -s $(($# * SLOT)) "$B/back.img"
+	for n in "$@"; do
+		C=$I/$n
+		crc=$(grep -oE 'data_crc (true|false)' "$C/tag" | cut -d' ' -f2)
+		mv "$C/nv.img" "$B/nv$j.img"
+		printf 'KT-CUT-%04d' "$j" | dd of="$B/nv$j.img" bs=1 seek="$KT_NS_OFF" conv=notrunc status=none
+		dd if="$C/back.img" of="$B/back.img" bs=1M seek=$((j * SLOT / MiB)) conv=sparse,notrunc status=none
+		cat >>"$B/scn/guest.sh" <<EOG
 P=\$(pg_find_pmem KT-CUT-$(printf %04d "$j"))
 if [ -z "\$P" ]; then
 	pg_note "create_pc$j fail no pmem device carries the stamp of slot $j"
 elif pg_linear bk$j \$BACK $((j * SLOT)) $SLOT; then
 	if pg_create pc$j $crc \$P /dev/mapper/bk$j; then
 		pg_status pc$j status_load_$j
+		t0=\$(date +%s)
 		pg_note "md5_$j \$(md5sum </dev/mapper/pc$j | cut -d' ' -f1)"
+		pg_note "time_md5_$j \$((\$(date +%s) - t0))"
 		pg_remove pc$j
 	fi
 	dmsetup remove --noudevsync bk$j 2>/dev/null
@@ -385,14 +378,15 @@ fi
 pg_note "slot_done_$j"
 pg_save quick
 EOG
-	j=$((j + 1))
-done
-echo 'pg_save' >>"$B/scn/guest.sh"
-if [ ${#LOAD[@]} -gt 0 ]; then
-	kt_boot "$B"
-	kt_console_clean "$B" "i: load boot: no BUG, Oops, lockup or WARNING in the guest kernel log"
+		j=$((j + 1))
+	done
+	echo 'pg_save' >>"$B/scn/guest.sh"
+	t0=$(date +%s)
+	KT_SMP=1 kt_boot "$B"
+	kt_console_clean "$B" "i: load boot $(basename "$B") ($*): no BUG, Oops, lockup or WARNING in the guest kernel log"
+	echo "#   load boot $(basename "$B"): $(($(date +%s) - t0)) s; load and md5 seconds: $(grep -E '^time_(create|md5)' "$B/out/results" 2>/dev/null | awk '{ printf "%s ", $2 }')"
 	j=0
-	for n in "${LOAD[@]}"; do
+	for n in "$@"; do
 		C=$I/$n
 		tag=$(cat "$C/tag")
 		if ! grep -qx "slot_done_$j" "$B/out/results" 2>/dev/null; then
@@ -414,7 +408,53 @@ if [ ${#LOAD[@]} -gt 0 ]; then
 		fi
 		j=$((j + 1))
 	done
-fi
-echo "# i: ${#LOAD[@]} cuts (writeback ${NKIND[wb]}, gc ${NKIND[gc]}, segment-crossing ${NKIND[seg]}, full ${NKIND[full]}), seed $SEED"
+	[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$B"
+}
+
+# ---- two workers, each: its cut boots one after the other, then its load boot ----
+T0=$(date +%s)
+SEL=()
+for c in "${CUTS[@]}"; do
+	read -r n _ <<<"$c"
+	[[ "$n" =~ ${KT_I_ONLY:-.} ]] && SEL+=("$c")
+done
+worker() { # W: the cuts W, W+2, W+4, ...
+	local k c n done=()
+	for ((k = $1; k < ${#SEL[@]}; k += 2)); do
+		c=${SEL[$k]}
+		n=${c%% *}
+		# shellcheck disable=SC2086 # NAME KIND CRC
+		do_cut $c >"$I/$n.out" 2>&1
+		[ -f "$I/$n/pre.img" ] && done+=("$n")
+	done
+	echo "#   i: worker $1: cut boots done after $(($(date +%s) - T0)) s" >"$I/load$1.out"
+	[ ${#done[@]} -gt 0 ] && load_boot "load$1" "${done[@]}" >>"$I/load$1.out" 2>&1
+}
+worker 0 &
+worker 1 &
+wait
+declare -A NKIND=([wb]=0 [gc]=0 [seg]=0 [full]=0) NLANDED=([wb]=0 [gc]=0 [seg]=0 [full]=0)
+NCUT=0
+for c in "${SEL[@]}"; do
+	read -r n kind _ <<<"$c"
+	cat "$I/$n.out"
+	if [ -f "$I/$n/pre.img" ]; then
+		NCUT=$((NCUT + 1))
+		NKIND[$kind]=$((NKIND[$kind] + 1))
+		NLANDED[$kind]=$((NLANDED[$kind] + $(cat "$I/$n/landed")))
+	fi
+done
+cat "$I/load0.out" "$I/load1.out" 2>/dev/null
+# Each workload must have landed where it aims at least once: otherwise its
+# delays no longer fit what the kernel does.
+for kind in wb gc seg full; do
+	[ "${NKIND[$kind]}" -gt 0 ] || continue
+	if [ "${NLANDED[$kind]}" -gt 0 ]; then
+		kt_ok "i: $kind: ${NLANDED[$kind]} of ${NKIND[$kind]} cuts landed where the workload aims (seed $SEED)"
+	else
+		kt_notok "i: $kind: none of ${NKIND[$kind]} cuts landed where the workload aims (seed $SEED)"
+	fi
+done
+echo "# i: $NCUT cuts (writeback ${NKIND[wb]}, gc ${NKIND[gc]}, segment-crossing ${NKIND[seg]}, full ${NKIND[full]}), seed $SEED"
 echo "#   i: $(($(date +%s) - T0)) s"
 [ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$I"
