@@ -351,6 +351,17 @@ do_cut() {
 		kt_notok "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides"
 		echo "#   $out"
 	fi
+	# One CPU, one open kset: the 512-byte keys of the crossing stream reach the log
+	# in the order they were made, so a cut keeps a prefix of them, LAST kset or not.
+	if [ "$kind" = seg ]; then
+		if out=$($KT_MODEL cutprefix --range "$SLOT" --base "$C/base.img" --list "$C/scn/writes" \
+			--blob "$blob" --got "$C/got"); then
+			kt_ok "$tag: our replay holds a prefix of the 512-byte stream (${out#cutprefix: })"
+		else
+			kt_notok "$tag: our replay holds a prefix of the 512-byte stream"
+			echo "#   $out"
+		fi
+	fi
 	where "$n" "$kind"
 	echo "$LANDED" >"$C/landed"
 	md5sum <"$C/got" | cut -d' ' -f1 >"$C/expect.md5"
