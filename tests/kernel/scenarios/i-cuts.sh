@@ -59,6 +59,7 @@ set -u
 MiB=$((1 << 20))
 SLOT=$((64 * MiB))
 I=$(kt_case i)
+T0=$(date +%s)
 SEED=${KT_I_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 echo "# i: seed $SEED (KT_I_SEED=$SEED reproduces)"
 
@@ -437,11 +438,14 @@ EOG
 		fi
 		j=$((j + 1))
 	done
-	[ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$B"
+	# the images are large: gone as soon as they are judged
+	if [ "${PCACHE_KERNEL_KEEP:-0}" != 1 ]; then
+		rm -rf "$B"
+		for n in "$@"; do rm -f "$I/$n/pre.img" "$I/$n/back.img"; done
+	fi
 }
 
 # ---- two workers, each: its cut boots one after the other, then its load boot ----
-T0=$(date +%s)
 SEL=()
 for c in "${CUTS[@]}"; do
 	read -r n _ <<<"$c"
@@ -454,7 +458,7 @@ worker() { # W: the cuts W, W+2, W+4, ...
 		n=${c%% *}
 		# shellcheck disable=SC2086 # NAME KIND CRC
 		do_cut $c >"$I/$n.out" 2>&1
-		[ -f "$I/$n/pre.img" ] && done+=("$n")
+		[ -f "$I/$n/pre.img" ] && done+=("$n") && touch "$I/$n/judged"
 	done
 	echo "#   i: worker $1: cut boots done after $(($(date +%s) - T0)) s" >"$I/load$1.out"
 	[ ${#done[@]} -gt 0 ] && load_boot "load$1" "${done[@]}" >>"$I/load$1.out" 2>&1
@@ -467,7 +471,7 @@ NCUT=0
 for c in "${SEL[@]}"; do
 	read -r n kind _ <<<"$c"
 	cat "$I/$n.out"
-	if [ -f "$I/$n/pre.img" ]; then
+	if [ -f "$I/$n/judged" ]; then
 		NCUT=$((NCUT + 1))
 		NKIND[$kind]=$((NKIND[$kind] + 1))
 		NLANDED[$kind]=$((NLANDED[$kind] + $(cat "$I/$n/landed")))
