@@ -16,6 +16,13 @@ Subcommands:
   json-get   one value out of a JSON document (PATH like 0.status_line)
   status-cmp compare a kernel status line with the one pcache info computed
   cutcheck   is what a power cut left consistent with what was acknowledged?
+  cutprefix  after a power cut during a stream of writes whose keys reach the log
+             in the order they were made: the image holds exactly the first K
+             sectors of the stream and nothing of the rest
+  sparsewrites  writes that leave every other sector alone (dd conv=sparse skips
+             the all-zero sectors of the guest's blob): a list of `off len src`
+             lines that do not overlap, the guest's blob, and a model blob whose
+             skipped sectors hold what the base has under them, for model/cutcheck
 """
 import argparse
 import errno
@@ -327,6 +334,63 @@ def cmd_cutcheck(a):
     return 0
 
 
+def cmd_cutprefix(a):
+    """The writes of LIST, sector by sector in list order, as the log received them
+    (one open kset, 512-byte keys written one at a time): a cut keeps a prefix of
+    that sequence.  Finds the longest prefix GOT holds and checks that GOT is BASE
+    with exactly that prefix applied."""
+    with open(a.blob, "rb") as f:
+        blob = f.read()
+    got = read_range(a.got, a.range)
+    seq = []
+    for off, length, src in read_lines(a.list):
+        for s in range(0, length, 512):
+            seq.append((off + s, src + s))
+    k = 0
+    while k < len(seq):
+        off, src = seq[k]
+        if got[off : off + 512] != blob[src : src + 512]:
+            break
+        k += 1
+    want = read_range(a.base, a.range)
+    for off, src in seq[:k]:
+        want[off : off + 512] = blob[src : src + 512]
+    if got != want:
+        bad = [s for s in range(0, a.range, 512) if got[s : s + 512] != want[s : s + 512]]
+        print("cutprefix: the image holds the first %d of %d sectors, and %d sectors besides (first at byte %d)"
+              % (k, len(seq), len(bad), bad[0]))
+        return 1
+    print("cutprefix: the image holds exactly the first %d of %d sectors of the stream" % (k, len(seq)))
+    return 0
+
+
+def cmd_sparsewrites(a):
+    """COUNT writes of LEN bytes, write k at k * STRIDE, data from k * LEN in the
+    blob.  The guest's blob has every even 512-byte sector of a write zero (so the
+    last sector of a write is data: dd does not write a trailing hole); in the model
+    blob those sectors hold what BASE holds at the place they would go."""
+    rng = random.Random(a.seed)
+    if a.len % 1024 or a.stride < a.len or (a.count - 1) * a.stride + a.len > a.range:
+        raise SystemExit("sparsewrites: bad geometry")
+    guest = bytearray(rng.randbytes(a.count * a.len))
+    base = read_range(a.base, a.range)
+    model = bytearray(guest)
+    lines = []
+    for k in range(a.count):
+        off, src = k * a.stride, k * a.len
+        for s in range(0, a.len, 1024):
+            guest[src + s : src + s + 512] = bytes(512)
+            model[src + s : src + s + 512] = base[off + s : off + s + 512]
+        lines.append("%d %d %d" % (off, a.len, src))
+    with open(a.blob, "wb") as f:
+        f.write(guest)
+    with open(a.model_blob, "wb") as f:
+        f.write(model)
+    with open(a.list, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
 STATUS_FIELDS = "sb_flags seg_total cache_segs segs_used gc_percent cache_flags key_head dirty_tail key_tail".split()
 
 
@@ -424,6 +488,22 @@ def main():
     cc.add_argument("--durable", type=int, required=True)
     cc.add_argument("--issued", type=int, required=True)
     cc.add_argument("--got", required=True)
+    cp = sub.add_parser("cutprefix")
+    cp.add_argument("--range", type=int, required=True)
+    cp.add_argument("--base")
+    cp.add_argument("--list", required=True)
+    cp.add_argument("--blob", required=True)
+    cp.add_argument("--got", required=True)
+    sw = sub.add_parser("sparsewrites")
+    sw.add_argument("--seed", type=int, default=1)
+    sw.add_argument("--count", type=int, required=True)
+    sw.add_argument("--len", type=int, required=True)
+    sw.add_argument("--stride", type=int, required=True)
+    sw.add_argument("--range", type=int, required=True)
+    sw.add_argument("--base")
+    sw.add_argument("--blob", required=True)
+    sw.add_argument("--model-blob", required=True)
+    sw.add_argument("--list", required=True)
     a = p.parse_args()
     return {
         "genwrites": cmd_genwrites,
@@ -436,6 +516,8 @@ def main():
         "mibs": cmd_mibs,
         "status-cmp": cmd_status_cmp,
         "cutcheck": cmd_cutcheck,
+        "cutprefix": cmd_cutprefix,
+        "sparsewrites": cmd_sparsewrites,
     }[a.cmd](a)
 
 

@@ -223,3 +223,97 @@ pg_poweroff() {
 	poweroff -f
 	sleep 10
 }
+
+# ---------------------------------------------------------------------------
+# Power cuts at random moments (scenario i).
+
+# pg_progress SEQ ISSUED DURABLE: a progress record `KTCUT SEQ ISSUED DURABLE` in
+# sector SEQ of the read-back disk, written direct: it is in the host's file before
+# the writer goes on, so it survives a power cut that loses /out.
+pg_progress() {
+	printf 'KTCUT %d %d %d\n' "$1" "$2" "$3" |
+		$DD of="$RB" bs=512 seek="$1" conv=sync,notrunc oflag=direct status=none 2>/dev/null
+}
+
+# pg_cut_writer NAME LIST BLOB BS FLUSH_EVERY [FIRST [COUNT]]: one direct dd per
+# line `off len src` of LIST (LEN bytes of BLOB from SRC, in writes of BS bytes),
+# lines FIRST (counting from 0; default 0) to FIRST+COUNT-1 (default: to the end);
+# an empty FLUSH after every FLUSH_EVERY lines and after the last (FLUSH_EVERY 0:
+# no FLUSH at all).  Before each group of lines a progress record says how many
+# lines of LIST may have been issued by the end of the group and how many a FLUSH
+# acknowledged: the host trusts nothing else.  Several calls on one LIST go on
+# where the last stopped (the record count and the acknowledged lines are kept in
+# /tmp/cw.state).  /out/wlog gets `LINES_DONE UPTIME` at the start and after each
+# line.  CW_CONV adds dd conv= flags (sparse: all-zero blocks of BS bytes are
+# skipped, not written).  Results: cutw_error LINE ... for a failed write;
+# cutw_done LINES after the last line.
+pg_cut_writer() {
+	_cw_n=$(grep -c . "$2")
+	_cw_fe=$5
+	_cw_i=${6:-0}
+	_cw_end=$_cw_n
+	[ -n "${7:-}" ] && [ $((_cw_i + $7)) -lt "$_cw_n" ] && _cw_end=$((_cw_i + $7))
+	_cw_seq=-1
+	_cw_dur=0
+	[ -f /tmp/cw.state ] && read -r _cw_seq _cw_dur </tmp/cw.state
+	_cw_iss=$_cw_end
+	[ "$_cw_fe" -gt 0 ] && [ $((_cw_i + _cw_fe)) -lt "$_cw_end" ] && _cw_iss=$((_cw_i + _cw_fe))
+	_cw_seq=$((_cw_seq + 1))
+	pg_progress "$_cw_seq" "$_cw_iss" "$_cw_dur"
+	read -r _cw_up _ </proc/uptime
+	echo "$_cw_i $_cw_up" >>"$OUT/wlog"
+	_cw_k=0
+	while read -r _cw_off _cw_len _cw_src; do
+		[ -n "$_cw_off" ] || continue
+		_cw_k=$((_cw_k + 1))
+		[ "$_cw_k" -gt "$_cw_i" ] || continue
+		if ! $DD if="$3" of="/dev/mapper/$1" bs="$4" count=$((_cw_len / $4)) iflag=skip_bytes skip="$_cw_src" \
+			oflag=seek_bytes,direct seek="$_cw_off" conv="notrunc${CW_CONV:+,$CW_CONV}" status=none 2>/tmp/cwerr; then
+			pg_note "cutw_error $_cw_i $(tr '\n' ' ' </tmp/cwerr)"
+		fi
+		_cw_i=$((_cw_i + 1))
+		read -r _cw_up _ </proc/uptime
+		echo "$_cw_i $_cw_up" >>"$OUT/wlog"
+		if [ "$_cw_fe" -gt 0 ] && { [ $((_cw_i % _cw_fe)) -eq 0 ] || [ "$_cw_i" -eq "$_cw_end" ]; }; then
+			$DD if=/dev/null of="/dev/mapper/$1" count=0 conv=notrunc,fsync 2>/dev/null ||
+				pg_note "cutw_error flush after $_cw_i"
+			_cw_dur=$_cw_i
+			_cw_iss=$((_cw_i + _cw_fe))
+			[ "$_cw_iss" -gt "$_cw_end" ] && _cw_iss=$_cw_end
+			_cw_seq=$((_cw_seq + 1))
+			pg_progress "$_cw_seq" "$_cw_iss" "$_cw_dur"
+		fi
+		[ "$_cw_i" -lt "$_cw_end" ] || break
+	done <"$2"
+	echo "$_cw_seq $_cw_dur" >/tmp/cw.state
+	pg_note "cutw_done $_cw_i"
+}
+
+# pg_poll NAME KEY AWK_CONDITION LIMIT_SECONDS: reads the status of NAME until the
+# condition holds, with the nine status fields as $1..$9 (sb_flags ... key_tail).
+# Result: `KEY ok MILLISECONDS STATUS` or `KEY timeout MILLISECONDS STATUS`.
+pg_poll() {
+	read -r _pp_t0 _ </proc/uptime
+	while :; do
+		_pp_s=$(dmsetup status "$1" 2>&1)
+		_pp_s=${_pp_s#* pcache }
+		read -r _pp_t _ </proc/uptime
+		_pp_ms=$(echo "$_pp_t $_pp_t0" | awk '{ printf "%d", ($1 - $2) * 1000 }')
+		if echo "$_pp_s" | awk "{ exit !($3) }"; then
+			pg_note "$2 ok $_pp_ms $_pp_s"
+			return 0
+		fi
+		if [ "$_pp_ms" -ge $(($4 * 1000)) ]; then
+			pg_note "$2 timeout $_pp_ms $_pp_s"
+			return 1
+		fi
+		usleep 50000
+	done
+}
+
+# pg_poll_moves NAME KEY FIELD LIMIT_SECONDS: pg_poll until status field FIELD
+# (1..9) differs from its value now.
+pg_poll_moves() {
+	_pm_v=$(dmsetup status "$1" 2>/dev/null | sed 's/.* pcache //' | awk -v f="$3" '{ print $f }')
+	pg_poll "$1" "$2" "\$$3 != \"$_pm_v\"" "$4"
+}
