@@ -253,6 +253,11 @@ for s in "$KT_HERE"/scenarios/*.sh; do
 	t=$(date +%s)
 	timeout -k 10 "$SCENARIO_TIMEOUT" bash "$s" 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
+	if [ ! -f "$out" ]; then
+		# the scratch directory went away under the scenario
+		notok "$name: its output $out is gone"
+		continue
+	fi
 	n_ok=$(grep -c '^ok ' "$out")
 	n_skip=$(grep -c '^ok .*# SKIP' "$out")
 	n_bad=$(grep '^not ok ' "$out" | grep -vEc "$KNOWN_BUG_RE")
