@@ -25,6 +25,10 @@
 # kernel log line the refusal must come with.
 # known-issues.txt lists discrepancies already reported: they print as
 # `not ok ... # TODO known: ...` and run.sh does not count them as failures.
+# For other scenarios that feed it cases (j-fuzz.sh): KT_E_CASES=FILE (case lines to
+# run instead of cases.txt), KT_E_NAME (the prefix of titles, default e),
+# KT_E_BASES="kfx w ..." (only these bases are built), KT_E_REPAIR=0 (no fsck -y
+# copies), KT_E_LOG=FILE (a line `TITLE|VERDICT|FSCK_EXIT|CORRUPT'S FIRST LINE` per case).
 set -u
 # shellcheck source=tests/kernel/lib.sh
 . "$KT_HERE/lib.sh"
@@ -32,8 +36,9 @@ set -u
 MiB=$((1 << 20))
 PER_BOOT=${KT_E_PER_BOOT:-16}
 CORRUPT=$(dirname "$KT_MKIMAGE")/corrupt
-CASES=$KT_HERE/../corrupt/cases.txt
-D=$(kt_case e)
+CASES=${KT_E_CASES:-$KT_HERE/../corrupt/cases.txt}
+E=${KT_E_NAME:-e}
+D=$(kt_case "$E")
 : >"$D/empty"
 
 if [ ! -x "$CORRUPT" ] || [ ! -r "$CASES" ]; then
@@ -63,7 +68,7 @@ build_base() {
 	*) false ;;
 	esac >/dev/null 2>&1
 }
-for b in fresh fresh-crc w wcrc long kfx; do
+for b in ${KT_E_BASES:-fresh fresh-crc w wcrc long kfx}; do
 	BASE_CRC[$b]=false
 	BASE_BACK[$b]=$((64 * MiB))
 	BASE_BACKFILE[$b]=$D/empty
@@ -83,7 +88,7 @@ for b in fresh fresh-crc w wcrc long kfx; do
 		BASE_OK[$b]=0
 	fi
 done
-if [ "${BASE_OK[kfx]}" = 0 ]; then
+if [ "${BASE_OK[kfx]-1}" = 0 ]; then
 	echo "#   note: the kernel fixture (kernel-dirty-300w .pmem and .back) was not found: kfx cases skipped"
 fi
 
@@ -159,7 +164,7 @@ ncase=0
 prepare_case() {
 	local spec=$1 base=$2 title img fopts bkf frc verdict rep rrc rv rverdict nact lost crc back bf
 	local -a cargs
-	title="e: $spec on $base"
+	title="$E: $spec on $base"
 	ncase=$((ncase + 1))
 	img=$D/c$ncase.img
 	cp --sparse=always "$D/base-$base.img" "$img"
@@ -195,11 +200,16 @@ crash = any(p.get("kernel", "").startswith("crashes") for p in d.get("problems",
 print("crashes" if crash else d["kernel_verdict"])
 PYEOF
 	)
+	[ -n "${KT_E_LOG:-}" ] && echo "$title|$verdict|$frc|$(head -n 1 "$D/corrupt.out")" >>"$KT_E_LOG"
 	# The repaired copy.
 	rep=$D/c$ncase.rep.img
-	cp --sparse=always "$img" "$rep"
-	"$PCACHE" fsck -y --json "${fopts[@]}" "$rep" >"$D/c$ncase.rep.fsck.json" 2>"$D/fsckr.err"
-	rrc=$?
+	: >"$D/c$ncase.rep.fsck.json"
+	rrc=0
+	if [ "${KT_E_REPAIR:-1}" = 1 ]; then
+		cp --sparse=always "$img" "$rep"
+		"$PCACHE" fsck -y --json "${fopts[@]}" "$rep" >"$D/c$ncase.rep.fsck.json" 2>"$D/fsckr.err"
+		rrc=$?
+	fi
 	rv=$(python3 -c '
 import json, sys
 try:
@@ -277,7 +287,7 @@ except Exception: print("-")' "$1" 2>/dev/null
 slot_crashed() { # SLOT BATCHDIR
 	local k=$1 B=$2 t=${SLOT_TITLE[$1]} what
 	what=${KT_BOOT_CRASH:-the guest hung: no console output, no progress}
-	if grep -qE "pcache-loaded $k\$" "$B/console.log" 2>/dev/null; then
+	if grep -qE "pcache-loaded $k[[:space:]]*\$" "$B/console.log" 2>/dev/null; then
 		what="it loads, then: $what"
 	fi
 	e_notok "$t: the kernel crashed ($what); fsck predicted '${SLOT_VERDICT[$k]}'"
@@ -422,9 +432,10 @@ batch_check() {
 	KT_BOOT_CRASH=$(cat "$B/crash" 2>/dev/null)
 	grep -v '^#   ' "$B/boot.out"
 	# The slot the kernel died on: the last slot marker before the first crash line
-	# on the console; after a silent hang, the first slot that did not finish.
+	# on the console (its lines end in CR LF); after a silent hang, the first slot that
+	# did not finish.
 	if [ -n "$KT_BOOT_CRASH" ]; then
-		crashed=$(awk -v re="$KT_CRASH_RE" '/pcache-slot [0-9]+/ { s = $NF } $0 ~ re { print s; exit }' \
+		crashed=$(awk -v re="$KT_CRASH_RE" '/pcache-slot [0-9]+/ { s = $NF; sub(/\r$/, "", s) } $0 ~ re { print s; exit }' \
 			"$B/console.log")
 	fi
 	RETRY=()
