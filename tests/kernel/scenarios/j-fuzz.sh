@@ -42,9 +42,75 @@ for i in range(count):
 PYEOF
 
 : >"$D/log"
+# The table's data_crc follows the image: a mutation that flips DATA_CRC in cache_info
+# is judged by what the kernel does with the table `pcache info` / `dump` tell to use.
 KT_E_CASES=$D/cases KT_E_ALL=1 KT_E_FILTER='' KT_E_NAME=j KT_E_REPAIR=${KT_J_REPAIR:-0} \
-	KT_E_BASES="kfx wcrc w fresh-crc" KT_E_LOG=$D/log \
+	KT_E_BASES="kfx wcrc w fresh-crc" KT_E_LOG=$D/log KT_E_CRC_FROM_IMAGE=1 \
 	bash "$KT_HERE/scenarios/e-repair.sh" | tee "$D/out"
+
+# ---- the bytes our engine serves ----
+# For the first KT_J_ENGINE (default 8) kfx mutations the kernel loaded as fsck
+# predicted: the image is made again, served read-only by `pcache serve` (the
+# embedded engine, nbdkit), and the first 32 MiB read over NBD must be what our
+# replay serves, which is what the kernel served above.
+MiB=$((1 << 20))
+FX=
+for f in "${PCACHE_FIXTURES:-}" "$(dirname "$PCACHE")/fixtures"; do
+	[ -n "$f" ] && [ -r "$f/kernel-dirty-300w.pmem" ] && FX=$f && break
+done
+engine_check() { # SEED
+	local s=$1 img=$D/eng.img uri="" pid i t="j: mutate:$1 on kfx"
+	local back=$FX/kernel-dirty-300w.back
+	cp --sparse=always "$FX/kernel-dirty-300w.pmem" "$img" && chmod u+w "$img" &&
+		"$(dirname "$KT_MKIMAGE")/corrupt" "$img" mutate "$s" >/dev/null || {
+		kt_notok "$t: cannot make the image again for the engine"
+		return
+	}
+	"$PCACHE" serve --readonly -q "$img" "$back" >"$D/serve.uri" 2>"$D/serve.err" &
+	pid=$!
+	for i in $(seq 600); do
+		uri=$(head -n 1 "$D/serve.uri")
+		[ -n "$uri" ] || ! kill -0 "$pid" 2>/dev/null && break
+		sleep 0.1
+	done
+	if [ -z "$uri" ]; then
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		kt_notok "$t: the kernel loads it, but pcache serve does not serve it: $(head -c 300 "$D/serve.err")"
+		return
+	fi
+	/usr/bin/python3 - "$uri" $((32 * MiB)) "$D/eng.got" <<'PYEOF'
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+n = int(sys.argv[2])
+with open(sys.argv[3], "wb") as out:
+    for off in range(0, n, 4 << 20):
+        out.write(h.pread(min(4 << 20, n - off), off))
+h.shutdown()
+PYEOF
+	i=$?
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	if [ $i -ne 0 ]; then
+		kt_notok "$t: reading what pcache serve serves failed"
+	elif ! kt_logical "$img" "$back" $((32 * MiB)) "$D/eng.exp" nostrict >"$D/eng.err" 2>&1; then
+		kt_notok "$t: our replay of the image failed: $(head -c 300 "$D/eng.err")"
+	elif cmp -s "$D/eng.got" "$D/eng.exp"; then
+		kt_ok "$t: our engine (pcache serve) serves what the kernel and our replay serve (32 MiB)"
+	else
+		kt_notok "$t: our engine (pcache serve) does not serve what the kernel and our replay serve"
+		$KT_MODEL cmp "$D/eng.got" "$D/eng.exp" | sed 's/^/#   /'
+	fi
+	rm -f "$img" "$D/eng.got" "$D/eng.exp" "$D"/eng.exp.*
+}
+if [ -z "$FX" ] || ! command -v nbdkit >/dev/null || ! /usr/bin/python3 -c 'import nbd' 2>/dev/null; then
+	kt_skip "j: our engine's bytes: needs the kfx fixture, nbdkit and python3-libnbd"
+else
+	sed -nE 's/^ok - j: mutate:([0-9]+) on kfx: corrupted, .*the kernel loads it, as fsck predicted.*/\1/p' \
+		"$D/out" | head -n "${KT_J_ENGINE:-8}" >"$D/engine"
+	while read -r s; do engine_check "$s"; done <"$D/engine"
+fi
 
 # ---- the summary ----
 python3 - "$D/log" "$D/out" "$COUNT" >"$D/summary" <<'PYEOF'
@@ -58,7 +124,7 @@ for line in open(log):
                         unchanged=": unchanged (" in first, got=None, ok=None, line="")
 tre = re.compile(r"^(not )?ok - (j: mutate:\d+ on \S+): corrupted, fsck -n exit \d+: (.*)$")
 for line in open(out):
-    m = tre.match(line.rstrip("\n"))
+    m = tre.match(line.rstrip("\n").replace("\r", ""))
     if not m or m.group(2) not in cases:
         continue
     c = cases[m.group(2)]
