@@ -28,7 +28,8 @@ META_SRC  := $(wildcard libpcachemeta/*.c)
 TOOLS_SRC := $(wildcard pcache-tools/*.c pcache-tools/engine/*.c)
 CMD_SRC   := $(wildcard cmd/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
-HELPER_SRC := $(wildcard tests/tools/*.c)
+# mutate.c is a part of the corrupt tool, not a program of its own
+HELPER_SRC := $(filter-out tests/tools/mutate.c,$(wildcard tests/tools/*.c))
 BENCH_SRC := $(wildcard bench/bench_*.c)
 
 META_OBJ  := $(META_SRC:%.c=$(O)/%.o)
@@ -95,6 +96,11 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(TOOLSA) $(LIBA)
 $(O)/tests/%: $(O)/tests/tools/%.o $(TOOLSA) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LINK_ALL)
+
+# corrupt links the mutation generator (corrupt IMG mutate:SEED)
+$(O)/tests/corrupt: $(O)/tests/tools/corrupt.o $(O)/tests/tools/mutate.o $(TOOLSA) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LINK_ALL)
 
 # the crash-point harness (tests/crash): one program from all its sources
 $(CRASH_BIN): $(CRASH_SRC:%.c=$(O)/%.o) $(TOOLSA) $(LIBA)

@@ -86,3 +86,59 @@ assert codes == ['SB_SEG_NUM_RANGE'], codes
 	[[ "$output" == *"# corpus: "*" passed, 0 failed"* ]] || die "corpus failures (above)"
 	assert_status 0
 }
+
+# ---- corrupt IMG mutate SEED (tests/tools/mutate.c), the generator of scenario j ----
+
+@test "corrupt mutate: the same seed changes the same bytes the same way" {
+	a=$(fixture_copy "$FX_DIRTY" a.pmem)
+	b=$(fixture_copy "$FX_DIRTY" b.pmem)
+	for seed in 7 1234567890123; do
+		run --separate-stderr "$CORRUPT" "$a" mutate "$seed"
+		assert_status 0
+		out_a=$output
+		run --separate-stderr "$CORRUPT" "$b" mutate "$seed"
+		assert_status 0
+		[ "$output" = "$out_a" ] || die "seed $seed: reports differ: '$out_a' / '$output'"
+		[[ "$output" == "corrupt: mutate: @"* ]] || die "seed $seed: report '$output'"
+	done
+	cmp -s "$a" "$b" || die "the same seeds left different images"
+	run --separate-stderr "$CORRUPT" "$a" mutate
+	assert_status 16
+}
+
+@test "corrupt mutate: seeds cover the four classes, a field change passes its CRC" {
+	base=$(fixture "$FX_DIRTY")
+	img=$BATS_TEST_TMPDIR/m.pmem
+	declare -A seen
+	changed=0
+	for seed in $(seq 1 48); do
+		cp --sparse=always "$base" "$img"
+		run --separate-stderr "$CORRUPT" "$img" mutate "$seed"
+		assert_status 0
+		first=${lines[0]}
+		[[ "$first" == "corrupt: mutate: @"* ]] || die "seed $seed: report '$output'"
+		cls=$(sed -nE 's/.*\((field|flip|zero|data): .*/\1/p' <<<"$first")
+		[ -n "$cls" ] || die "seed $seed: no class in '$first'"
+		seen[$cls]=1
+		[[ "$first" == *": unchanged ("* ]] || changed=$((changed + 1))
+		# a field set on a record is sealed again: fsck finds no checksum problem in it
+		if [[ "$first" == *"(field: "* && "$first" != *"kset"* ]]; then
+			run --separate-stderr pcache fsck -n --json "$img"
+			codes=$(python3 -c 'import json,sys; print(" ".join(p["code"] for p in json.loads(sys.argv[1])[0]["problems"]))' "$output" 2>/dev/null)
+			[[ " $codes " != *"_CRC_BAD "* && " $codes " != *"REPLICA_BAD "* && " $codes " != *"BOTH_BAD "* ]] ||
+				die "seed $seed: '$first': fsck reports $codes"
+		fi
+	done
+	for c in field flip zero data; do
+		[ -n "${seen[$c]:-}" ] || die "no '$c' mutation in 48 seeds (seen: ${!seen[*]})"
+	done
+	[ "$changed" -ge 40 ] || die "only $changed of 48 mutations changed a byte"
+	# a cache without keys: a data mutation becomes a metadata flip
+	base=$(fresh f.pmem --data-crc)
+	for seed in $(seq 1 24); do
+		cp --sparse=always "$base" "$img"
+		run --separate-stderr "$CORRUPT" "$img" mutate "$seed"
+		assert_status 0
+		[[ "$output" != *"(data: "* ]] || die "seed $seed: data mutation on a cache without keys"
+	done
+}

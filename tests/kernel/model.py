@@ -264,13 +264,19 @@ def sector_diff(a_path, a_off, b_path, b_off, length):
 
 def cmd_mibs(a):
     """The MiBs of [0, len) where any of the files may hold data, as merged
-    `FIRST:COUNT` runs (in MiB)."""
+    `FIRST:COUNT` runs (in MiB); --nonzero: only MiBs that are not all zero."""
     mib = 1 << 20
     used = set()
     for path in a.files:
         with open(path, "rb") as f:
             for s, e in data_spans(f, 0, a.len):
-                used.update(range(s // mib, (e + mib - 1) // mib))
+                for m in range(s // mib, (e + mib - 1) // mib):
+                    if a.nonzero and m not in used:
+                        f.seek(m * mib)
+                        buf = f.read(mib)
+                        if buf.count(0) == len(buf):
+                            continue
+                    used.add(m)
     runs = []
     for m in sorted(used):
         if runs and runs[-1][0] + runs[-1][1] == m:
@@ -466,6 +472,7 @@ def main():
     mb = sub.add_parser("mibs")
     mb.add_argument("files", nargs="+")
     mb.add_argument("--len", type=int, required=True)
+    mb.add_argument("--nonzero", action="store_true")
     sd = sub.add_parser("sdiff")
     sd.add_argument("a")
     sd.add_argument("b")

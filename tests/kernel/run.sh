@@ -20,7 +20,7 @@
 # Environment: PCACHE_KERNEL_CACHE (default /var/cache/pcache-tools-kernel),
 # PCACHE_KERNEL_WORK (scratch parent, default /var/tmp), PCACHE_KERNEL_KEEP=1 (keep
 # the scratch directory), KT_BOOT_TIMEOUT (seconds per boot, default 600),
-# KT_SCENARIO_TIMEOUT (seconds per scenario, default 900); see prepare.sh for more.
+# KT_SCENARIO_TIMEOUT (seconds per scenario, default 1800); see prepare.sh for more.
 set -u
 
 KT_HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +31,7 @@ case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 export PCACHE=${PCACHE:-$BUILD/pcache}
 export KT_HERE
 export KT_MKIMAGE=$BUILD/tests/mkimage
-SCENARIO_TIMEOUT=${KT_SCENARIO_TIMEOUT:-900}
+SCENARIO_TIMEOUT=${KT_SCENARIO_TIMEOUT:-1800}
 
 KT_PASSED=0
 KT_FAILED=0

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mutate.h"
 #include "pcachemeta.h"
 
 enum { C_OK = 0, C_NEED = 8, C_USAGE = 16 };
@@ -1439,6 +1440,27 @@ static int c_key_stale_reused(struct ctx *x)
 	return rc ? rc : c_key_data_crc(x);
 }
 
+/* ---- random mutations (mutate.c) ---- */
+
+static int mutate_put(void *arg, uint64_t off, const void *buf, size_t len, const char *what)
+{
+	return put(arg, off, buf, len, what);
+}
+
+/* One seeded random mutation of a structure the kernel reads (mutate.h). */
+static int c_mutate(struct ctx *x)
+{
+	char err[128];
+	int rc = need_cache(x);
+
+	if (rc)
+		return rc;
+	if (x->nargs < 1)
+		return fail(x, C_USAGE, "needs a seed (mutate:SEED)");
+	rc = mutate_apply(x->dev, x->c, x->args[0], mutate_put, x, err, sizeof(err));
+	return rc ? fail(x, rc, "%s", err) : C_OK;
+}
+
 /* ---- the table ---- */
 
 struct corruption {
@@ -1535,6 +1557,7 @@ static const struct corruption table[] = {
 	{ "key-in-log-segment", c_key_in_log, "[N=2 K=3] key data in the log segment" },
 	{ "key-off-huge", c_key_off_huge, "[N=2 K=3] key off 1 TiB (past any small backing)" },
 	{ "key-stale-reused", c_key_stale_reused, "[N=2 K=3] key-stale plus key-data-crc" },
+	{ "mutate", c_mutate, "SEED: one random mutation the seed picks (field, flip, zero, data)" },
 };
 
 #define NCASES (sizeof(table) / sizeof(table[0]))

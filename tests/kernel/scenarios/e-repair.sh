@@ -30,6 +30,11 @@
 # kernel log line the refusal must come with.
 # known-issues.txt lists discrepancies already reported: they print as
 # `not ok ... # TODO known: ...` and run.sh does not count them as failures.
+# For other scenarios that feed it cases (j-fuzz.sh): KT_E_CASES=FILE (case lines to
+# run instead of cases.txt), KT_E_NAME (the prefix of titles, default e),
+# KT_E_BASES="kfx w ..." (only these bases are built), KT_E_REPAIR=0 (no fsck -y
+# copies), KT_E_LOG=FILE (a line `TITLE|VERDICT|FSCK_EXIT|CORRUPT'S FIRST LINE` per case),
+# KT_E_CRC_FROM_IMAGE=1 (the table's data_crc from the image, not from its base).
 set -u
 # shellcheck source=tests/kernel/lib.sh
 . "$KT_HERE/lib.sh"
@@ -37,8 +42,9 @@ set -u
 MiB=$((1 << 20))
 PER_BOOT=${KT_E_PER_BOOT:-16}
 CORRUPT=$(dirname "$KT_MKIMAGE")/corrupt
-CASES=$KT_HERE/../corrupt/cases.txt
-D=$(kt_case e)
+CASES=${KT_E_CASES:-$KT_HERE/../corrupt/cases.txt}
+E=${KT_E_NAME:-e}
+D=$(kt_case "$E")
 : >"$D/empty"
 
 if [ ! -x "$CORRUPT" ] || [ ! -r "$CASES" ]; then
@@ -81,7 +87,7 @@ clean_backing() {
 		--dump "$D/clean.dump.json" --range "${BASE_BACK[$b]}" --out "$D/back-$b.img" >/dev/null &&
 		BASE_BACKFILE[$b]=$D/back-$b.img
 }
-for b in fresh fresh-crc w wcrc long kfx; do
+for b in ${KT_E_BASES:-fresh fresh-crc w wcrc long kfx}; do
 	BASE_CRC[$b]=false
 	BASE_BACK[$b]=$((64 * MiB))
 	BASE_BACKFILE[$b]=$D/empty
@@ -89,6 +95,9 @@ for b in fresh fresh-crc w wcrc long kfx; do
 	fresh-crc) BASE_CRC[$b]=true ;;
 	wcrc) BASE_CRC[$b]=true BASE_BACK[$b]=$((256 * MiB)) ;;
 	kfx) BASE_CRC[$b]=true BASE_BACK[$b]=$((2048 * MiB)) BASE_BACKFILE[$b]=$FX/kernel-dirty-300w.back
+		# all zero (it is): nothing to copy into every boot's backing disk
+		[ -n "$($KT_MODEL mibs --nonzero "$FX/kernel-dirty-300w.back" --len $((2048 * MiB)))" ] ||
+			BASE_BACKFILE[$b]=$D/empty
 		;;
 	esac
 	# the whole device before the damage: what every loss is measured against
@@ -102,7 +111,7 @@ for b in fresh fresh-crc w wcrc long kfx; do
 		BASE_OK[$b]=0
 	fi
 done
-if [ "${BASE_OK[kfx]}" = 0 ]; then
+if [ "${BASE_OK[kfx]-1}" = 0 ]; then
 	echo "#   note: the kernel fixture (kernel-dirty-300w .pmem and .back) was not found: kfx cases skipped"
 fi
 
@@ -146,12 +155,12 @@ select_cases "${avail[@]}" >"$D/selected"
 # SLOT_KIND: corrupted (as the damage left it) or repaired (after fsck -y).
 SLOT_IMG=() SLOT_BASE=() SLOT_KIND=() SLOT_EXPECT=() SLOT_VERDICT=() SLOT_TITLE=() SLOT_FSCK=()
 SLOT_CRC=() SLOT_BACK=() SLOT_BACKFILE=() SLOT_CASE=()
-add_slot() { # IMG BASE KIND VERDICT TITLE FSCK_JSON
+add_slot() { # IMG BASE KIND VERDICT TITLE FSCK_JSON DATA_CRC
 	local k=${#SLOT_IMG[@]}
 	SLOT_CASE+=("$ncase")
 	SLOT_IMG+=("$1") SLOT_BASE+=("$2") SLOT_KIND+=("$3") SLOT_VERDICT+=("$4") SLOT_TITLE+=("$5")
 	SLOT_FSCK+=("$6") SLOT_EXPECT+=("$D/exp$k")
-	SLOT_CRC+=("${BASE_CRC[$2]}") SLOT_BACK+=("${BASE_BACK[$2]}") SLOT_BACKFILE+=("${BASE_BACKFILE[$2]}")
+	SLOT_CRC+=("$7") SLOT_BACK+=("${BASE_BACK[$2]}") SLOT_BACKFILE+=("${BASE_BACKFILE[$2]}")
 }
 
 # expect_slot SLOT: SLOT_EXPECT[SLOT] = what the kernel must serve (our replay over the
@@ -185,13 +194,27 @@ for x in crash_predicted kernel_loads kernel_refuses kernel_resets kernel_crashe
 	E_STAT[$x]=0
 done
 
+# crc_of IMG BASE: the table's data_crc: the base's, or with KT_E_CRC_FROM_IMAGE=1
+# the DATA_CRC bit of the cache_info the kernel picks (a mutation may flip it, and the
+# kernel refuses a table that disagrees, §10.2 CI3, which no offline check can see).
+crc_of() {
+	local crc=${BASE_CRC[$2]}
+	if [ "${KT_E_CRC_FROM_IMAGE:-0}" = 1 ]; then
+		case $("$PCACHE" dump --json --what cache-info "$1" 2>/dev/null | grep -o '"data_crc":[a-z]*') in
+		*true) crc=true ;;
+		*false) crc=false ;;
+		esac
+	fi
+	echo "$crc"
+}
+
 ncase=0
 # prepare_case SPEC BASE: corrupts a copy of the base, asks fsck, repairs another copy;
 # adds a slot for each image the kernel is to load.
 prepare_case() {
 	local spec=$1 base=$2 title img fopts bkf frc verdict rep rrc rv rverdict nact lost
 	local -a cargs
-	title="e: $spec on $base"
+	title="$E: $spec on $base"
 	ncase=$((ncase + 1))
 	img=$D/c$ncase.img
 	cp --sparse=always "$D/base-$base.img" "$img"
@@ -227,11 +250,16 @@ crash = any(p.get("kernel", "").startswith("crashes") for p in d.get("problems",
 print("crashes" if crash else d["kernel_verdict"])
 PYEOF
 	)
+	[ -n "${KT_E_LOG:-}" ] && echo "$title|$verdict|$frc|$(head -n 1 "$D/corrupt.out")" >>"$KT_E_LOG"
 	# The repaired copy.
 	rep=$D/c$ncase.rep.img
-	cp --sparse=always "$img" "$rep"
-	"$PCACHE" fsck -y --json "${fopts[@]}" "$rep" >"$D/c$ncase.rep.fsck.json" 2>"$D/fsckr.err"
-	rrc=$?
+	: >"$D/c$ncase.rep.fsck.json"
+	rrc=0
+	if [ "${KT_E_REPAIR:-1}" = 1 ]; then
+		cp --sparse=always "$img" "$rep"
+		"$PCACHE" fsck -y --json "${fopts[@]}" "$rep" >"$D/c$ncase.rep.fsck.json" 2>"$D/fsckr.err"
+		rrc=$?
+	fi
 	rv=$(python3 -c '
 import json, sys
 try:
@@ -245,12 +273,12 @@ except Exception:
 		E_STAT[crash_predicted]=$((E_STAT[crash_predicted] + 1))
 	else
 		add_slot "$img" "$base" corrupted "$verdict" "$title: corrupted, fsck -n exit $frc" \
-			"$D/c$ncase.fsck.json"
+			"$D/c$ncase.fsck.json" "$(crc_of "$img" "$base")"
 	fi
 	if [ "$nact" -gt 0 ]; then
 		add_slot "$rep" "$base" repaired "$rverdict" \
 			"$title: after fsck -y (exit $rrc, $nact repairs, $lost keys dropped)" \
-			"$D/c$ncase.rep.fsck.json"
+			"$D/c$ncase.rep.fsck.json" "$(crc_of "$rep" "$base")"
 	else
 		rm -f "$rep"
 	fi
@@ -307,7 +335,7 @@ except Exception: print("-")' "$1" 2>/dev/null
 slot_crashed() { # SLOT BATCHDIR
 	local k=$1 B=$2 t=${SLOT_TITLE[$1]} what
 	what=${KT_BOOT_CRASH:-the guest hung: no console output, no progress}
-	if grep -qE "pcache-loaded $k\$" "$B/console.log" 2>/dev/null; then
+	if grep -qE "pcache-loaded $k[[:space:]]*\$" "$B/console.log" 2>/dev/null; then
 		what="it loads, then: $what"
 	fi
 	e_notok "$t: the kernel crashed ($what); fsck predicted '${SLOT_VERDICT[$k]}'"
@@ -546,9 +574,10 @@ batch_check() {
 	KT_BOOT_CRASH=$(cat "$B/crash" 2>/dev/null)
 	grep -v '^#   ' "$B/boot.out"
 	# The slot the kernel died on: the last slot marker before the first crash line
-	# on the console; after a silent hang, the first slot that did not finish.
+	# on the console (its lines end in CR LF); after a silent hang, the first slot that
+	# did not finish.
 	if [ -n "$KT_BOOT_CRASH" ]; then
-		crashed=$(awk -v re="$KT_CRASH_RE" '/pcache-slot [0-9]+/ { s = $NF } $0 ~ re { print s; exit }' \
+		crashed=$(awk -v re="$KT_CRASH_RE" '/pcache-slot [0-9]+/ { s = $NF; sub(/\r$/, "", s) } $0 ~ re { print s; exit }' \
 			"$B/console.log")
 	fi
 	RETRY=()
@@ -620,6 +649,7 @@ while :; do
 	for B in "${group[@]}"; do
 		batch_boot "$B" &
 	done
+	more_cases $((2 * PARALLEL * PER_BOOT)) # the next round's, while the guests run
 	wait
 	retry_all=()
 	for B in "${group[@]}"; do
@@ -630,7 +660,7 @@ while :; do
 done
 echo "#   $ncase corruption cases, ${#SLOT_IMG[@]} images loaded in $nb boots"
 # `# stat: ` lines feed run.sh's summary table.
-echo "# stat: e cases $ncase"
-echo "# stat: e images ${#SLOT_IMG[@]}"
-for x in "${!E_STAT[@]}"; do echo "# stat: e ${x// /_} ${E_STAT[$x]}"; done | sort
+echo "# stat: $E cases $ncase"
+echo "# stat: $E images ${#SLOT_IMG[@]}"
+for x in "${!E_STAT[@]}"; do echo "# stat: $E ${x// /_} ${E_STAT[$x]}"; done | sort
 [ "${PCACHE_KERNEL_KEEP:-0}" = 1 ] || rm -rf "$D"
