@@ -77,8 +77,11 @@ static void key_shape(struct logchk *l, const struct pcm_walk *w, unsigned i,
 	if (key->flags & PCM_KEY_F_EMPTY)
 		chk_report(k, PCM_P_KEY_EMPTY, off, where, "off %llu len %u",
 			   (unsigned long long)key->off, key->len);
-	if (key->off % PCM_SECTOR || key->len % PCM_SECTOR || key->seg_off % PCM_SECTOR ||
-	    key->len > (1u << PCM_WINDOW_SHIFT) || crosses)
+	if (key->off % PCM_SECTOR)
+		chk_report(k, PCM_P_KEY_SECTOR, off, where, "off %llu len %u seg_off %u",
+			   (unsigned long long)key->off, key->len, key->seg_off);
+	else if (key->len % PCM_SECTOR || key->seg_off % PCM_SECTOR ||
+		 key->len > (1u << PCM_WINDOW_SHIFT) || crosses)
 		chk_report(k, PCM_P_KEY_UNALIGNED, off, where, "off %llu len %u seg_off %u",
 			   (unsigned long long)key->off, key->len, key->seg_off);
 	if ((key->flags & ~(PCM_KEY_F_EMPTY | PCM_KEY_F_CLEAN)) || key->reserved ||

@@ -139,7 +139,9 @@ static enum pcm_problem_code key_fate(const struct lfix *f, struct pcm_key *k, u
 		return PCM_P_KEY_ALIAS;
 	/* the kernel's keys are whole sectors (§6.3): which of the three fields is off
 	 * cannot be told, so no sector-aligned key says where the data belongs */
-	if (k->off % PCM_SECTOR || k->len % PCM_SECTOR || k->seg_off % PCM_SECTOR)
+	if (k->off % PCM_SECTOR)
+		return PCM_P_KEY_SECTOR;
+	if (k->len % PCM_SECTOR || k->seg_off % PCM_SECTOR)
 		return PCM_P_KEY_UNALIGNED;
 	if (k->seg_gen > f->c->gen[k->cseg])
 		k->seg_gen = f->c->gen[k->cseg];
@@ -586,7 +588,7 @@ static const enum pcm_problem_code log_codes[] = {
 	PCM_P_LOG_NEXT_RANGE, PCM_P_LOG_KSET_OVERSIZE, PCM_P_LOG_DATA_OVERLAP, PCM_P_KSET_EMPTY,
 	PCM_P_KSET_NO_ROOM, PCM_P_KSET_FLAGS, PCM_P_KEY_RANGE, PCM_P_KEY_SEG_RANGE,
 	PCM_P_KEY_SEG_OFF, PCM_P_KEY_DATA_CRC, PCM_P_KEY_EMPTY, PCM_P_KEY_GEN_AHEAD,
-	PCM_P_KEY_STALE, PCM_P_KEY_FLAGS, PCM_P_KEY_ALIAS, PCM_P_KEY_UNALIGNED,
+	PCM_P_KEY_STALE, PCM_P_KEY_FLAGS, PCM_P_KEY_ALIAS, PCM_P_KEY_UNALIGNED, PCM_P_KEY_SECTOR,
 };
 
 /* fsck -p rebuilds a log only when every log problem found is in its safe set; no

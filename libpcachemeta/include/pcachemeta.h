@@ -600,7 +600,8 @@ enum pcm_kernel_reaction {
 	X(KEY_EMPTY,           ERROR,    CRASHES, false, "key has the EMPTY flag (never written by the kernel)") \
 	X(KEY_GEN_AHEAD,       WARNING,  SILENT,  false, "key seg_gen ahead of its segment's gen") \
 	X(KEY_STALE,           WARNING,  DROPS_KEY, false, "stale key in the live log (GC crash window)") \
-	X(KEY_UNALIGNED,       WARNING,  SILENT,  false, "key not sector aligned, longer than 4 MiB or crossing a 4 MiB window") \
+	X(KEY_UNALIGNED,       WARNING,  SILENT,  false, "key length or data offset not sector aligned, longer than 4 MiB or crossing a 4 MiB window") \
+	X(KEY_SECTOR,          ERROR,    CRASHES, false, "key offset not a multiple of 512 (the kernel BUGs at the first read that partly misses it)") \
 	X(KEY_ALIAS,           ERROR,    SILENT,  false, "live keys share cache data space") \
 	X(KEY_FLAGS,           NOTE,     IGNORES, false, "key has unknown flags, reserved bits or a data_crc without DATA_CRC") \
 	X(MEDIA_BADBLOCK,      ERROR,    REFUSES, false, "bad block (media error) under a structure, cached data or free space")
