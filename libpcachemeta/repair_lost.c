@@ -78,6 +78,18 @@ static int diff_extent(const struct pcm_extent *e, void *arg)
 {
 	struct diff *d = arg;
 	uint64_t x = e->off, end = e->off + e->len;
+	uint64_t wend = ((e->off >> PCM_WINDOW_SHIFT) + 1) << PCM_WINDOW_SHIFT;
+
+	/* reads never saw the part of a key past its first window (§12.11); whatever
+	 * the repair maps there now changes what they return (not data lost, so not
+	 * in lost_dirty) */
+	if (end > wend) {
+		int rc = ranges_add(&d->lost, wend, end - wend);
+
+		if (rc)
+			return d->err = rc;
+		end = wend;
+	}
 
 	while (x < end && !d->err) {
 		const struct pcm_extent *a = pcm_index_lookup_ge(d->after, x);
