@@ -361,6 +361,20 @@ kt_logical() {
 	return "${PIPESTATUS[0]}"
 }
 
+# kt_cutcheck DESCRIPTION RANGE BASE LIST BLOB DURABLE ISSUED GOT: ok when GOT (the
+# device a power cut left, as our replay reads it) keeps the first DURABLE writes of
+# LIST over BASE and nothing but the first ISSUED besides (model.py cutcheck).
+kt_cutcheck() {
+	local out
+	if out=$($KT_MODEL cutcheck --range "$2" --base "$3" --list "$4" --blob "$5" \
+		--durable "$6" --issued "$7" --got "$8"); then
+		kt_ok "$1 (${out#cutcheck: })"
+	else
+		kt_notok "$1"
+		echo "#   $out"
+	fi
+}
+
 # kt_same DESCRIPTION A B [LEN]: byte equality (of the first LEN bytes).
 kt_same() {
 	local out

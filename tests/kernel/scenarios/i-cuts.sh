@@ -379,13 +379,8 @@ do_cut() {
 	# the model's blob: the guest's, or (sparse writes) what the writes leave
 	blob=$C/scn/blob
 	[ -f "$C/model.blob" ] && blob=$C/model.blob
-	if out=$($KT_MODEL cutcheck --range "$SLOT" --base "$C/base.img" --list "$C/scn/writes" \
-		--blob "$blob" --durable "$durable" --issued "$issued" --got "$C/got"); then
-		kt_ok "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides (${out#cutcheck: })"
-	else
-		kt_notok "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides"
-		echo "#   $out"
-	fi
+	kt_cutcheck "$tag: our replay keeps every acknowledged write, nothing but in-flight writes besides" \
+		"$SLOT" "$C/base.img" "$C/scn/writes" "$blob" "$durable" "$issued" "$C/got"
 	# One CPU, one open kset: the 512-byte keys of the crossing stream reach the log
 	# in the order they were made, so a cut keeps a prefix of them, LAST kset or not.
 	if [ "$kind" = seg ]; then
