@@ -127,6 +127,7 @@ static const char *verdict_str(enum pcm_kernel_verdict v)
 	case PCM_VERDICT_LOADS: return "loads";
 	case PCM_VERDICT_REFUSES: return "refuses";
 	case PCM_VERDICT_RESETS: return "resets";
+	case PCM_VERDICT_CRASHES: return "crashes";
 	}
 	return "unknown";
 }

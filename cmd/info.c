@@ -47,7 +47,8 @@ static void judge(struct info *in)
 		return;
 	}
 	in->health = r->verdict == PCM_VERDICT_REFUSES ? "refused" :
-		     r->verdict == PCM_VERDICT_RESETS ? "reset" : "damaged";
+		     r->verdict == PCM_VERDICT_RESETS ? "reset" :
+		     r->verdict == PCM_VERDICT_CRASHES ? "crashes" : "damaged";
 	snprintf(in->detail, sizeof(in->detail), "%s, worst %s (%s); run 'pcache fsck -n%s%s %s'",
 		 CLI_COUNT(r->problems, "problem", "problems"), d->name, d->summary,
 		 in->v.verify_data ? "" : " --no-verify-data",

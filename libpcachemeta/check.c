@@ -52,17 +52,29 @@ const char *pcm_kernel_reaction_str(enum pcm_kernel_reaction r)
 	return "unknown";
 }
 
-/* The first load-ending reaction met in load order decides the verdict. */
-static void note_verdict(struct chk *k, enum pcm_kernel_reaction kr)
+/*
+ * The first load-ending reaction met in load order decides the verdict.  Most crashes
+ * come after a successful load (at the next kset close, or the first read that partly
+ * misses a key), so a refusal or reset met later in the walk still decides; an EMPTY
+ * key BUGs inside the replay itself (§12.17), so nothing after it counts.
+ */
+static void note_verdict(struct chk *k, enum pcm_problem_code code)
 {
 	struct pcm_check_result *res = k->res;
+	enum pcm_kernel_reaction kr = defs[code].kernel;
+	bool open = res->verdict == PCM_VERDICT_LOADS ||
+		    (res->verdict == PCM_VERDICT_CRASHES && !k->crash_at_load);
 
-	if (res->verdict != PCM_VERDICT_LOADS)
+	if (!open)
 		return;
-	if (kr == PCM_KR_REFUSES || kr == PCM_KR_CRASHES)
+	if (kr == PCM_KR_REFUSES)
 		res->verdict = PCM_VERDICT_REFUSES;
 	else if (kr == PCM_KR_RESETS)
 		res->verdict = PCM_VERDICT_RESETS;
+	else if (kr == PCM_KR_CRASHES && res->verdict == PCM_VERDICT_LOADS) {
+		res->verdict = PCM_VERDICT_CRASHES;
+		k->crash_at_load = code == PCM_P_KEY_EMPTY;
+	}
 }
 
 void chk_report(struct chk *k, enum pcm_problem_code code, uint64_t off, const char *where,
@@ -86,7 +98,7 @@ void chk_report(struct chk *k, enum pcm_problem_code code, uint64_t off, const c
 		k->res->worst = code;
 	k->res->problems++;
 	k->res->by_severity[defs[code].severity]++;
-	note_verdict(k, defs[code].kernel);
+	note_verdict(k, code);
 	if (k->o->report)
 		k->o->report(&p, k->o->arg);
 }

@@ -15,6 +15,7 @@ struct chk {
 	struct pcm_cache_info ci;
 	uint32_t n_segs;
 	bool stop;                  /* a problem that ends the kernel's load was found */
+	bool crash_at_load;         /* the CRASHES verdict is a BUG inside the load */
 };
 
 void chk_report(struct chk *k, enum pcm_problem_code code, uint64_t off, const char *where,

@@ -97,6 +97,8 @@ const char *cli_verdict_text(const struct pcm_check_result *r, enum pcm_kernel_v
 		return "the kernel would refuse to load this cache";
 	if (v == PCM_VERDICT_RESETS)
 		return "the kernel would re-initialise this cache: all cached data would be lost";
+	if (v == PCM_VERDICT_CRASHES)
+		return "the kernel would crash (BUG) on this cache, in the load or soon after it";
 	if (r->replayed && r->data_crc && !r->data_verified)
 		return "data not verified (--no-verify-data): the kernel checks every key's data "
 		       "checksum when it loads the cache";

@@ -652,6 +652,7 @@ enum pcm_kernel_verdict {
 	PCM_VERDICT_LOADS = 0,         /* the kernel loads the cache as it is */
 	PCM_VERDICT_REFUSES,           /* the table load fails */
 	PCM_VERDICT_RESETS,            /* the kernel silently re-initialises: all data lost */
+	PCM_VERDICT_CRASHES,           /* the kernel BUGs, in the load or after it */
 };
 
 struct pcm_check_result {

@@ -63,9 +63,12 @@ static const char *hazard_why(enum pcm_problem_code code)
 	return NULL;
 }
 
+/* the reactions pcm_check_run turns into a verdict other than LOADS */
+enum { J_REFUSES, J_RESETS, J_CRASHES, J_STOPS };
+
 struct judge {
-	bool have_stop, have_hazard;
-	enum pcm_problem_code stop;     /* first problem that ends the kernel's load */
+	bool have_stop[J_STOPS], have_hazard;
+	enum pcm_problem_code stop[J_STOPS]; /* first problem of each load-ending reaction */
 	enum pcm_problem_code hazard;   /* first problem that makes writing unsafe */
 };
 
@@ -73,12 +76,12 @@ static void on_problem(const struct pcm_problem *p, void *arg)
 {
 	struct judge *j = arg;
 	enum pcm_kernel_reaction kr = pcm_problem_def(p->code)->kernel;
+	int s = kr == PCM_KR_REFUSES ? J_REFUSES : kr == PCM_KR_RESETS ? J_RESETS :
+		kr == PCM_KR_CRASHES ? J_CRASHES : J_STOPS;
 
-	/* the reactions pcm_check_run turns into a verdict other than LOADS */
-	if (!j->have_stop && (kr == PCM_KR_REFUSES || kr == PCM_KR_RESETS ||
-			      kr == PCM_KR_CRASHES)) {
-		j->have_stop = true;
-		j->stop = p->code;
+	if (s != J_STOPS && !j->have_stop[s]) {
+		j->have_stop[s] = true;
+		j->stop[s] = p->code;
 	}
 	if (!j->have_hazard && hazard_why(p->code)) {
 		j->have_hazard = true;
@@ -88,13 +91,15 @@ static void on_problem(const struct pcm_problem *p, void *arg)
 
 /*
  * The kernel's verdict in one line: "PATH: what the kernel does: why".  A verdict
- * other than LOADS comes only from a problem reported with one of the reactions
- * on_problem() looks for, so j->stop is set.
+ * other than LOADS comes only from a problem reported with the matching reaction
+ * (on_problem), so the stop of that reaction is set.
  */
 static int refuse(const char *path, const struct pcm_check_result *res, const struct judge *j,
 		  struct pce_error *err)
 {
-	const struct pcm_problem_def *d = pcm_problem_def(j->stop);
+	int s = res->verdict == PCM_VERDICT_RESETS ? J_RESETS :
+		res->verdict == PCM_VERDICT_CRASHES ? J_CRASHES : J_REFUSES;
+	const struct pcm_problem_def *d = pcm_problem_def(j->stop[s]);
 	bool sb = !strncmp(d->name, "SB_", 3);
 
 	/* not a pcache device at all: fsck has nothing to add, so no -EUCLEAN (hint) */

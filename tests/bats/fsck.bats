@@ -157,6 +157,40 @@ fixed: TAIL_REPLICA_BAD at key_tail replica 0: rewrite replica 0 of key_tail rep
 	[ ! -e "$BATS_TEST_TMPDIR/clean.undo" ] || die "an undo file was created with nothing to fix"
 }
 
+@test "verdict crashes: a BUG after the load gives way to a later refusal, a BUG in the load does not" {
+	# verdict IMG WANT: fsck -n's JSON verdict, its last line and info's health agree on WANT
+	verdict() {
+		local sentence health got
+		case "$2" in
+		crashes) sentence="the kernel would crash (BUG) on this cache, in the load or soon after it" health=crashes ;;
+		refuses) sentence="the kernel would refuse to load this cache" health=refused ;;
+		esac
+		run --separate-stderr pcache fsck -n --json "$1"
+		assert_status 4
+		got=$(python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["kernel_verdict"])' <<<"$output")
+		[ "$got" = "$2" ] || die "$1: kernel_verdict $got, expected $2"
+		run --separate-stderr pcache fsck -n "$1"
+		[[ "$(last_line)" == *"; $sentence" ]] || die "$1: '$(last_line)'"
+		run --separate-stderr pcache info --json "$1"
+		got=$(python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["health"])' <<<"$output")
+		[ "$got" = "$health" ] || die "$1: health $got, expected $health"
+	}
+	img=$(fixture_copy "$FX_DIRTY" sector.pmem)
+	"$CORRUPT" "$img" key-unaligned 2 3 >/dev/null || die "corrupt failed"
+	verdict "$img" crashes
+	# the kernel loads a key off a sector boundary and BUGs at a read later: a key the load
+	# refuses, after it or before it, decides
+	"$CORRUPT" "$img" key-seg-range 4 3 >/dev/null || die "corrupt failed"
+	verdict "$img" refuses
+	img=$(fixture_copy "$FX_DIRTY" sector2.pmem)
+	"$CORRUPT" "$img" key-seg-range 2 3 >/dev/null && "$CORRUPT" "$img" key-unaligned 4 3 >/dev/null || die "corrupt failed"
+	verdict "$img" refuses
+	# an EMPTY key BUGs inside the replay: what comes after it is never read
+	img=$(fixture_copy "$FX_DIRTY" empty.pmem)
+	"$CORRUPT" "$img" key-empty-flag 2 3 >/dev/null && "$CORRUPT" "$img" key-seg-range 4 3 >/dev/null || die "corrupt failed"
+	verdict "$img" crashes
+}
+
 @test "exit codes: left unfixable 4, --dry-run 4 and nothing written, not a pcache device 8, usage 16" {
 	# a read error in the log (poisoned pmem, through the library's test seam): no repair
 	img=$(fixture_copy "$FX_DIRTY" poisoned.pmem)

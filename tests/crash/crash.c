@@ -685,7 +685,8 @@ static bool check_clean(struct pcm_dev *img, uint64_t backing, bool torn, char *
 	if (res.verdict != PCM_VERDICT_LOADS || x.bad) {
 		snprintf(why, n, "fsck: verdict %s: %s",
 			 res.verdict == PCM_VERDICT_LOADS ? "loads" :
-			 res.verdict == PCM_VERDICT_REFUSES ? "REFUSES" : "RESETS", x.text);
+			 res.verdict == PCM_VERDICT_REFUSES ? "REFUSES" :
+			 res.verdict == PCM_VERDICT_CRASHES ? "CRASHES" : "RESETS", x.text);
 		return false;
 	}
 	return true;

@@ -380,7 +380,7 @@ static void check_case(const struct img *im, const struct expect *x, const uint8
 	ok((v == PCM_VERDICT_LOADS) == (x->want != W_REFUSE) && (e != NULL) == (x->want != W_REFUSE),
 	   "%s: the check says the kernel %s, the engine %s", x->name,
 	   v == PCM_VERDICT_LOADS ? "loads it" : v == PCM_VERDICT_RESETS ? "re-initialises it" :
-	   "refuses it", e ? "opens it" : err.msg);
+	   v == PCM_VERDICT_CRASHES ? "crashes on it" : "refuses it", e ? "opens it" : err.msg);
 	if (x->want == W_REFUSE) {
 		ok(err.err == -EUCLEAN && strstr(err.msg, x->reason) && file_crc(im->cache) == crc,
 		   "%s: refused with the reason '%s', nothing written", x->name, x->reason);
