@@ -97,6 +97,11 @@ $(O)/tests/%: $(O)/tests/tools/%.o $(TOOLSA) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LINK_ALL)
 
+# rangecopy runs in the kernel suite's guest: libc only
+$(O)/tests/rangecopy: $(O)/tests/tools/rangecopy.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $<
+
 # corrupt links the mutation generator (corrupt IMG mutate:SEED)
 $(O)/tests/corrupt: $(O)/tests/tools/corrupt.o $(O)/tests/tools/mutate.o $(TOOLSA) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -142,3 +142,39 @@ assert codes == ['SB_SEG_NUM_RANGE'], codes
 		[[ "$output" != *"(data: "* ]] || die "seed $seed: data mutation on a cache without keys"
 	done
 }
+
+@test "kernel suite read-back: model.py ranges covers every key, rangecopy copies exactly those ranges" {
+	local fx img ranges src dst
+	fx=$(fixture "$FX_DIRTY")
+	ranges="$BATS_TEST_TMPDIR/ranges"
+	run --separate-stderr python3 "$REPO_ROOT/tests/kernel/model.py" ranges --img "$fx" --len $((2 << 30))
+	assert_status 0
+	echo "$output" >"$ranges"
+	# every key the log holds lies inside a listed range; every range is 4 KiB aligned
+	pcache dump --json "$fx" | python3 -c '
+import json, sys
+ranges = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+assert ranges and all(s % 4096 == 0 and n % 4096 == 0 for s, n in ranges), "not aligned"
+keys = [(r["off"], r["len"]) for r in json.load(sys.stdin) if r.get("type") == "key"]
+assert len(keys) > 1000, len(keys)
+for off, ln in keys:
+    assert any(s <= off and off + ln <= s + n for s, n in ranges), (off, ln)
+print(len(ranges), len(keys))' "$ranges" || die "a key outside the ranges"
+	# rangecopy: the listed ranges land at START + SHIFT, nothing else is written
+	src="$BATS_TEST_TMPDIR/src" dst="$BATS_TEST_TMPDIR/dst"
+	head -c $((4 << 20)) /dev/urandom >"$src"
+	truncate -s $((8 << 20)) "$dst"
+	printf '0 8192\n1048576 65536\n4186112 8192\n' >"$ranges"
+	run --separate-stderr "$PCACHE_BUILD/tests/rangecopy" "$src" "$dst" 1048576 60 <"$ranges"
+	assert_status 0
+	[ "$output" = "ok 3" ] || die "rangecopy said '$output'"
+	cmp -s <(head -c 8192 "$src") <(tail -c +$((1048576 + 1)) "$dst" | head -c 8192) || die "range 1 differs"
+	cmp -s <(tail -c +$((1048576 + 1)) "$src" | head -c 65536) <(tail -c +$((2097152 + 1)) "$dst" | head -c 65536) ||
+		die "range 2 differs"
+	cmp -s <(tail -c 8192 "$src") <(tail -c +$((5234688 + 1)) "$dst" | head -c 8192) || die "range 3 differs"
+	[ "$(tr -d '\0' <"$dst" | wc -c)" -le $((81920)) ] || die "rangecopy wrote outside the ranges"
+	[ "$(tr -d '\0' <"$dst" | wc -c)" -ge $((81920 * 99 / 100)) ] || die "rangecopy wrote too little"
+	echo "8192 100" >"$ranges"
+	run --separate-stderr "$PCACHE_BUILD/tests/rangecopy" "$src" "$dst" 0 60 <"$ranges"
+	[ "$status" -eq 1 ] && [ "$output" = "fail 8192 100: not 4 KiB aligned" ] || die "unaligned: $status '$output'"
+}

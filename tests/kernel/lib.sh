@@ -95,6 +95,14 @@ kt_make_initrd() {
 exec /host/lib/ld-linux-x86-64.so.2 --library-path /host/lib /host/bin/pcache "$@"
 EOF
 	chmod 755 "$root/bin/pcache"
+	# rangecopy (tests/tools/rangecopy.c): the read-back of chosen ranges, libc only
+	local rc=$(dirname "$PCACHE")/tests/rangecopy
+	if [ -x "$rc" ]; then
+		cp "$rc" "$root/host/bin/rangecopy"
+		printf '#!/bin/sh\nexec /host/lib/ld-linux-x86-64.so.2 --library-path /host/lib /host/bin/rangecopy "$@"\n' \
+			>"$root/bin/rangecopy"
+		chmod 755 "$root/bin/rangecopy"
+	fi
 	(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$KT_WORK/overlay.cpio.gz" &&
 		cat "$KT_BUILD/base.cpio.gz" "$KT_WORK/overlay.cpio.gz" >"$KT_WORK/initrd.img"
 }

@@ -13,6 +13,9 @@ Subcommands:
   diff       byte ranges where two files differ
   sdiff      512-byte sector ranges where two sparse files differ (holes skipped)
   mibs       the MiB runs where sparse files may hold data
+  ranges     the byte ranges a read-back must cover: where sparse files may hold data
+             and every key of every kset-shaped record of cache images (read
+             without trusting anything: where any kernel could find a key)
   json-get   one value out of a JSON document (PATH like 0.status_line)
   status-cmp compare a kernel status line with the one pcache info computed
   cutcheck   is what a power cut left consistent with what was acknowledged?
@@ -291,9 +294,81 @@ def cmd_mibs(a):
     return 0
 
 
+KSET_MAGIC = (0x676894A64E164F1A).to_bytes(8, "little")
+
+
+def raw_key_spans(path, length):
+    """[off, off + len) of every key of every record carrying the kset magic in the
+    image, CRC, flags and place not checked: no kernel can index a key outside them."""
+    import mmap
+    spans = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        data = data_spans(f, 0, size)
+        if not data or size == 0:
+            return spans
+        with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+            for s, e in data:
+                pos = m.find(KSET_MAGIC, s, e)
+                while pos >= 0:
+                    start = pos - 8
+                    if start >= 0:
+                        n = int.from_bytes(m[start + 4 : start + 8], "little")
+                        flags = int.from_bytes(m[pos + 8 : pos + 16], "little")
+                        n = 0 if flags & 1 else min(n, (e - start - 24) // 40, 4096)
+                        for i in range(max(n, 0)):
+                            k = start + 24 + 40 * i
+                            off = int.from_bytes(m[k : k + 8], "little")
+                            ln = int.from_bytes(m[k + 8 : k + 12], "little")
+                            # a key longer than a segment cannot name its data
+                            if 0 < ln <= SEG_SIZE and off < length:
+                                spans.append((off, min(off + ln, length)))
+                    pos = m.find(KSET_MAGIC, pos + 8, e)
+    return spans
+
+
+def merge_spans(spans, align, gap):
+    """spans rounded out to align, sorted, merged where less than gap apart."""
+    out = []
+    for s, e in sorted((s - s % align, -(-e // align) * align) for s, e in spans):
+        if out and s <= out[-1][1] + gap:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return out
+
+
+def read_only_ranges(path):
+    if not path:
+        return None
+    with open(path) as f:
+        return [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+
+
+def cmd_ranges(a):
+    """`START LEN` lines (bytes, 4 KiB aligned, merged when closer than --gap) of
+    [0, len): the data spans of the files and the raw keys of the --img images."""
+    spans = []
+    for path in a.files:
+        with open(path, "rb") as f:
+            spans += data_spans(f, 0, a.len)
+    for path in a.img:
+        spans += raw_key_spans(path, a.len)
+    for s, e in merge_spans(spans, 4096, a.gap):
+        print(s, min(e, a.len) - s)
+    return 0
+
+
 def cmd_sdiff(a):
-    """Sector ranges where two (sparse) files differ, as `start-end` words."""
-    r = sector_diff(a.a, a.a_off, a.b, a.b_off, a.len)
+    """Sector ranges where two (sparse) files differ, as `start-end` words; with
+    --only RANGES (`START LEN` lines) only inside those."""
+    only = read_only_ranges(a.only)
+    if only is None:
+        r = sector_diff(a.a, a.a_off, a.b, a.b_off, a.len)
+    else:
+        r = []
+        for s, n in only:
+            r += [[x + s, y + s] for x, y in sector_diff(a.a, a.a_off + s, a.b, a.b_off + s, n)]
     print(" ".join("%d-%d" % (s, e) for s, e in r))
     return 0
 
@@ -483,6 +558,12 @@ def main():
     sd.add_argument("--a-off", type=int, default=0)
     sd.add_argument("--b-off", type=int, default=0)
     sd.add_argument("--len", type=int, required=True)
+    sd.add_argument("--only")
+    rg = sub.add_parser("ranges")
+    rg.add_argument("files", nargs="*")
+    rg.add_argument("--img", action="append", default=[])
+    rg.add_argument("--len", type=int, required=True)
+    rg.add_argument("--gap", type=int, default=64 << 10)
     j = sub.add_parser("json-get")
     j.add_argument("file")
     j.add_argument("path")
@@ -525,6 +606,7 @@ def main():
         "diff": cmd_diff,
         "sdiff": cmd_sdiff,
         "mibs": cmd_mibs,
+        "ranges": cmd_ranges,
         "status-cmp": cmd_status_cmp,
         "cutcheck": cmd_cutcheck,
         "cutprefix": cmd_cutprefix,

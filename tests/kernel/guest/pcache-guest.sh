@@ -192,6 +192,20 @@ pg_readback_runs() {
 	pg_note "$_k ok $#"
 }
 
+# pg_readback_ranges NAME KEY SHIFT_BYTES LIMIT_S RANGES_FILE: the byte ranges the file
+# lists (`START LEN` lines) of /dev/mapper/NAME to the read-back disk at START + SHIFT,
+# by rangecopy (tests/tools/rangecopy.c) in one process.  Result lines as
+# pg_readback_runs: KEY ok N | KEY fail ... | KEY hang, and time_KEY.
+pg_readback_ranges() {
+	_t0=$(date +%s)
+	_r=$(rangecopy "/dev/mapper/$1" "$RB" "$3" "$4" <"$5" 2>&1 | tail -n 1)
+	case "$_r" in
+	ok*) pg_note "time_$2 $(($(date +%s) - _t0))" ;;
+	esac
+	pg_note "$2 $_r"
+	case "$_r" in ok*) return 0 ;; *) return 1 ;; esac
+}
+
 pg_remove() {
 	if dmsetup remove --noudevsync "$1" 2>/tmp/dmerr; then
 		pg_note "remove_$1 ok"
