@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-or-later
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * rangecopy: the kernel suite's read-back of chosen byte ranges of a device, in one
  * process (a dd per range costs a fork and exec each, which the emulated guest makes
